@@ -1,0 +1,225 @@
+"""Configuration: ``relaybox.toml`` (or ``--config``), validated strictly.
+
+A malformed file or an invalid value is rejected with one clear line naming the file and the
+key; unknown keys are errors too, because a typo that silently falls back to a default is the
+kind of bug an operator finds only in an outage.
+
+Example::
+
+    [store]
+    url = "sqlite:///relaybox.db"
+
+    [worker]
+    concurrency = 64
+
+    [channels.sms]
+    transport = "webhook"
+    url = "http://127.0.0.1:9000/send"
+    dedup = true            # the receiver honours Idempotency-Key
+    max_attempts = 8
+    max_age_seconds = 3600
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from relaybox.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "relaybox.toml"
+TRANSPORT_KINDS = ("webhook", "console", "memory")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter; see docs/delivery.md for the formula.
+
+    delay(n) = min(backoff_max_seconds, backoff_base_seconds * 2 ** (n - 1)) scaled by a random
+    factor in [1 - jitter, 1]; a transport's retry-after, when longer, wins.
+    """
+
+    max_attempts: int = 8
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+    jitter: float = 0.5
+
+
+@dataclass(frozen=True)
+class ChannelConfig:
+    name: str
+    transport: str
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_age_seconds: float | None = 3600.0  # replies older than this expire; None = never
+    max_part_bytes: int = 4096
+    max_parts: int = 50
+    send_timeout_seconds: float = 15.0
+    parts_per_second: float | None = None  # pacing for the whole channel (None = unpaced)
+    thread_parts_per_second: float | None = None  # pacing per conversation thread
+    url: str | None = None  # webhook only
+    dedup: bool = True  # the far end deduplicates by GUID (webhook: honours Idempotency-Key)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    concurrency: int = 64
+    lease_seconds: float = 5.0  # a dead worker's deliveries are resumed within about this
+    poll_interval_seconds: float = 0.05
+    claim_batch: int = 64
+    shutdown_grace_seconds: float = 10.0
+    expire_interval_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class Config:
+    store_url: str | None = None
+    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    channels: dict[str, ChannelConfig] = field(default_factory=dict)
+    source: str = "(defaults)"
+
+    def channel(self, name: str) -> ChannelConfig:
+        from relaybox.errors import UnknownChannel
+
+        try:
+            return self.channels[name]
+        except KeyError:
+            known = ", ".join(sorted(self.channels)) or "none"
+            raise UnknownChannel(
+                f"unknown channel {name!r}; configured channels: {known} (see {self.source})"
+            ) from None
+
+
+def default_config() -> Config:
+    """What relaybox uses with no relaybox.toml: one ``console`` channel for trying things."""
+    return Config(channels={"console": ChannelConfig(name="console", transport="console")})
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load ``path``, or ``./relaybox.toml`` if it exists, or the defaults."""
+    if path is None:
+        if not Path(DEFAULT_CONFIG_FILE).exists():
+            return default_config()
+        path = DEFAULT_CONFIG_FILE
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read config {source}: {error.strerror or error}") from error
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config {source} is not UTF-8 text") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config {source} is not valid TOML: {error}") from error
+    return parse_config(data, source)
+
+
+def parse_config(data: dict[str, Any], source: str = "(inline)") -> Config:
+    _only_keys(data, {"store", "worker", "channels"}, "", source)
+    store = _table(data, "store", source)
+    _only_keys(store, {"url"}, "store.", source)
+    store_url = store.get("url")
+    if store_url is not None and (not isinstance(store_url, str) or not store_url):
+        raise ConfigError(f"{source}: store.url must be a non-empty string")
+    worker = _build(WorkerConfig, _table(data, "worker", source), "worker.", source)
+    channels_table = _table(data, "channels", source)
+    channels = {
+        name: _channel(name, body, source) for name, body in channels_table.items()
+    } or default_config().channels
+    return Config(store_url=store_url, worker=worker, channels=channels, source=source)
+
+
+def _channel(name: str, body: Any, source: str) -> ChannelConfig:
+    prefix = f"channels.{name}."
+    if not isinstance(body, dict):
+        raise ConfigError(f"{source}: channels.{name} must be a table")
+    transport = body.get("transport")
+    if transport not in TRANSPORT_KINDS:
+        raise ConfigError(
+            f"{source}: {prefix}transport must be one of {', '.join(TRANSPORT_KINDS)}"
+            f" (got {transport!r})"
+        )
+    retry_keys = {f.name for f in fields(RetryPolicy)}
+    retry = _build(RetryPolicy, {k: v for k, v in body.items() if k in retry_keys}, prefix, source)
+    rest = {k: v for k, v in body.items() if k not in retry_keys and k != "transport"}
+    channel = _build(ChannelConfig, rest, prefix, source, name=name, transport=transport)
+    # max_age_seconds = 0 means "never expire".
+    max_age = channel.max_age_seconds or None
+    channel = replace(channel, retry=retry, max_age_seconds=max_age)
+    if transport == "webhook":
+        if not channel.url or not channel.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{source}: {prefix}url must be an http:// or https:// URL")
+    elif channel.url is not None:
+        raise ConfigError(f"{source}: {prefix}url applies to webhook channels only")
+    return channel
+
+
+_POSITIVE = {
+    "concurrency", "lease_seconds", "poll_interval_seconds", "claim_batch",
+    "shutdown_grace_seconds", "expire_interval_seconds", "max_attempts",
+    "backoff_base_seconds", "backoff_max_seconds", "max_part_bytes", "max_parts",
+    "send_timeout_seconds", "parts_per_second", "thread_parts_per_second",
+}  # fmt: skip
+
+
+def _build(kind: type[Any], values: dict[str, Any], prefix: str, source: str, **fixed: Any) -> Any:
+    known = {f.name: f for f in fields(kind)}
+    settable = set(known) - set(fixed) - {"retry", "name", "transport"}
+    _only_keys(values, settable, prefix, source)
+    checked: dict[str, Any] = {}
+    for key, value in values.items():
+        default = getattr(kind(**fixed), key) if fixed else getattr(kind(), key)
+        checked[key] = _check_value(key, value, default, prefix, source)
+    return kind(**fixed, **checked)
+
+
+def _check_value(key: str, value: Any, default: Any, prefix: str, source: str) -> Any:
+    where = f"{source}: {prefix}{key}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false (got {value!r})")
+        return value
+    if isinstance(default, dict):
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ConfigError(f"{where} must be a table of strings")
+        return value
+    if isinstance(default, str) or key == "url":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where} must be a non-empty string (got {value!r})")
+        return value
+    if key == "jitter":
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            raise ConfigError(f"{where} must be a number between 0 and 1 (got {value!r})")
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where} must be a number (got {value!r})")
+    if key == "max_age_seconds" and value < 0:
+        raise ConfigError(f"{where} must be 0 (never expire) or more (got {value!r})")
+    if key in _POSITIVE and value <= 0:
+        raise ConfigError(f"{where} must be greater than 0 (got {value!r})")
+    if isinstance(default, int) and not isinstance(default, bool):
+        if not isinstance(value, int):
+            raise ConfigError(f"{where} must be a whole number (got {value!r})")
+        return value
+    return float(value)
+
+
+def _table(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: [{key}] must be a table")
+    return value
+
+
+def _only_keys(data: dict[str, Any], allowed: set[str], prefix: str, source: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {prefix}{unknown[0]}; allowed: {', '.join(sorted(allowed))}"
+        )

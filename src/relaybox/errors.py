@@ -1,0 +1,39 @@
+"""Errors relaybox raises to its callers.
+
+Every error a user can cause carries a one-line message that says what was wrong and
+what to do; the CLI prints ``str(error)`` as is.
+"""
+
+from __future__ import annotations
+
+
+class RelayboxError(Exception):
+    """Base class of every error relaybox raises on purpose."""
+
+
+class ConfigError(RelayboxError):
+    """relaybox.toml (or an option) is malformed or holds an invalid value."""
+
+
+class InvalidReply(RelayboxError):
+    """A reply cannot be enqueued as given (empty, oversized, not UTF-8, ...)."""
+
+
+class UnknownChannel(RelayboxError):
+    """A reply names a channel that is not configured."""
+
+
+class ReplyKeyConflict(RelayboxError):
+    """The same reply key was enqueued before with different content."""
+
+
+class StoreUnavailable(RelayboxError):
+    """The store URL cannot be opened or the store stopped answering."""
+
+
+class NotFound(RelayboxError):
+    """The delivery (or other record) asked for does not exist."""
+
+
+class InvalidState(RelayboxError):
+    """The operation does not apply to a record in its current state."""

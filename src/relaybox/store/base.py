@@ -1,0 +1,260 @@
+"""The store: one writer thread per process that runs units of work with group commit.
+
+A *unit of work* is a plain function ``unit(tx) -> result`` that issues named queries on a
+:class:`Tx`. Callers submit units; the writer thread takes every unit waiting in its queue,
+runs them inside **one** transaction (each in its own savepoint, so one unit's failure never
+undoes another's) and commits once. A caller's future resolves only after that commit, so an
+acknowledged write is as durable as the store makes a commit, while many concurrent callers
+share the cost of one fsync. This is what lets one worker process deliver many parts per
+commit without weakening the per-part guarantee.
+
+Drivers (SQLite, PostgreSQL) only supply a :class:`Connector`: how to connect, begin, commit,
+and which errors mean the connection is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from relaybox.errors import StoreUnavailable
+
+log = logging.getLogger("relaybox.store")
+
+T = TypeVar("T")
+Row = dict[str, Any]
+Params = Mapping[str, Any]
+
+
+class Tx(Protocol):
+    """What a unit of work may do inside its transaction."""
+
+    dialect: str
+
+    def execute(self, query: str, params: Params | None = None) -> int:
+        """Run a named query; return the number of rows it changed."""
+
+    def fetch_one(self, query: str, params: Params | None = None) -> Row | None:
+        """Run a named query; return its first row or ``None``."""
+
+    def fetch_all(self, query: str, params: Params | None = None) -> list[Row]:
+        """Run a named query; return all its rows."""
+
+    def execute_script(self, sql: str) -> None:
+        """Run raw SQL statements (migrations only)."""
+
+
+Unit = Callable[[Tx], T]
+
+
+class Connector(Protocol):
+    """The small part of a store that differs per database."""
+
+    dialect: str
+
+    def connect(self) -> Any: ...
+
+    def begin(self, conn: Any, *, write: bool) -> None: ...
+
+    def commit(self, conn: Any) -> None: ...
+
+    def rollback(self, conn: Any) -> None: ...
+
+    def make_tx(self, conn: Any) -> Tx: ...
+
+    def is_disconnect(self, error: BaseException) -> bool: ...
+
+    def close(self, conn: Any) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass
+class _Job(Generic[T]):
+    unit: Unit[T]
+    write: bool
+    future: Future[T] = field(default_factory=Future)
+
+
+_STOP = object()
+
+
+class Store:
+    """A database behind one background writer thread (see module docstring)."""
+
+    def __init__(self, connector: Connector, *, max_batch: int = 512) -> None:
+        self.connector = connector
+        self.dialect = connector.dialect
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._conn: Any = None
+        self._closed = False
+        # Connect once up front so an unusable URL fails at open time with a clear error.
+        self._conn = self._connect()
+        self._thread = threading.Thread(target=self._loop, name="relaybox-store", daemon=True)
+        self._thread.start()
+
+    # -- submitting work ---------------------------------------------------------------
+
+    def submit(self, unit: Unit[T], *, write: bool = True) -> Future[T]:
+        """Queue a unit of work; the future resolves after its transaction committed."""
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        job: _Job[T] = _Job(unit, write)
+        self._queue.put(job)
+        return job.future
+
+    async def run(self, unit: Unit[T], *, write: bool = True) -> T:
+        """Run a unit of work from asyncio code."""
+        return await asyncio.wrap_future(self.submit(unit, write=write))
+
+    def run_sync(self, unit: Unit[T], *, write: bool = True) -> T:
+        """Run a unit of work from synchronous code (CLI, tests)."""
+        return self.submit(unit, write=write).result()
+
+    async def read(self, unit: Unit[T]) -> T:
+        return await self.run(unit, write=False)
+
+    def read_sync(self, unit: Unit[T]) -> T:
+        return self.run_sync(unit, write=False)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the writer thread -------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        try:
+            return self.connector.connect()
+        except Exception as error:
+            raise StoreUnavailable(
+                f"cannot open store {self.connector.describe()}: {_one_line(error)}"
+            ) from error
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch: list[_Job[Any]] = [first]
+            stop_after = False
+            while len(batch) < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop_after = True
+                    break
+                batch.append(item)
+            self._run_batch(batch)
+            if stop_after:
+                break
+        if self._conn is not None:
+            self._safe_close()
+
+    def _run_batch(self, batch: Sequence[_Job[Any]]) -> None:
+        jobs = [job for job in batch if job.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            conn = self._conn
+            self.connector.begin(conn, write=any(job.write for job in jobs))
+            tx = self.connector.make_tx(conn)
+            outcomes, commit = self._run_units(conn, tx, jobs)
+            if commit:
+                self.connector.commit(conn)
+        except BaseException as error:
+            self._fail_batch(jobs, error)
+            return
+        for job, (ok, value) in zip(jobs, outcomes, strict=True):
+            if ok:
+                job.future.set_result(value)
+            else:
+                job.future.set_exception(value)
+
+    def _run_units(
+        self, conn: Any, tx: Tx, jobs: Sequence[_Job[Any]]
+    ) -> tuple[list[tuple[bool, Any]], bool]:
+        """Run the batch's units; return their outcomes and whether to commit."""
+        if len(jobs) == 1:
+            # A lone unit needs no savepoint: if it fails, the whole transaction rolls back.
+            try:
+                return [(True, jobs[0].unit(tx))], True
+            except Exception as error:
+                if self.connector.is_disconnect(error):
+                    raise
+                self.connector.rollback(conn)
+                return [(False, error)], False
+        outcomes: list[tuple[bool, Any]] = []
+        for number, job in enumerate(jobs):
+            savepoint = f"unit_{number}"
+            tx.execute_script(f"SAVEPOINT {savepoint}")
+            try:
+                value = job.unit(tx)
+            except Exception as error:
+                if self.connector.is_disconnect(error):
+                    raise
+                tx.execute_script(f"ROLLBACK TO SAVEPOINT {savepoint}")
+                tx.execute_script(f"RELEASE SAVEPOINT {savepoint}")
+                outcomes.append((False, error))
+                continue
+            tx.execute_script(f"RELEASE SAVEPOINT {savepoint}")
+            outcomes.append((True, value))
+        return outcomes, True
+
+    def _fail_batch(self, jobs: Sequence[_Job[Any]], error: BaseException) -> None:
+        disconnected = self.connector.is_disconnect(error)
+        if disconnected:
+            self._safe_close()
+        elif self._conn is not None:
+            try:
+                self.connector.rollback(self._conn)
+            except Exception as rollback_error:
+                log.warning("rollback failed, reconnecting: %s", _one_line(rollback_error))
+                self._safe_close()
+                self._conn = None
+        if isinstance(error, StoreUnavailable):
+            wrapped: BaseException = error
+        elif disconnected:
+            wrapped = StoreUnavailable(f"store connection lost: {_one_line(error)}")
+            wrapped.__cause__ = error
+        else:
+            wrapped = error
+        if isinstance(wrapped, StoreUnavailable):
+            # Do not hammer a store that is restarting: the next batch reconnects.
+            time.sleep(0.05)
+        for job in jobs:
+            job.future.set_exception(wrapped)
+
+    def _safe_close(self) -> None:
+        try:
+            if self._conn is not None:
+                self.connector.close(self._conn)
+        except Exception as error:
+            log.debug("closing a broken connection failed: %s", _one_line(error))
+        self._conn = None
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

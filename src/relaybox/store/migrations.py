@@ -1,0 +1,89 @@
+"""Versioned schema migrations, one numbered SQL file per step and per backend.
+
+``migrations/<dialect>/0001_outbox.sql`` ... are applied in order, each in its own
+transaction, and recorded in ``relaybox_migrations``. Running migrate again is a no-op;
+several processes may run it at once (SQLite: ``BEGIN IMMEDIATE`` serialises them;
+PostgreSQL: a transaction-level advisory lock).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from relaybox.store.base import Store, Tx
+
+_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_ADVISORY_LOCK_KEY = 7_311_224_080  # "relaybox" migrations
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+@cache
+def available_migrations(dialect: str) -> tuple[Migration, ...]:
+    folder = resources.files("relaybox.store").joinpath("migrations", dialect)
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _FILE.match(entry.name)
+        if match:
+            found.append(
+                Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8"))
+            )
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"two {dialect} migrations share a version number: {versions}")
+    return tuple(found)
+
+
+def _create_bookkeeping(tx: Tx) -> None:
+    tx.execute_script(
+        "CREATE TABLE IF NOT EXISTS relaybox_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+    )
+
+
+def _lock(tx: Tx) -> None:
+    if tx.dialect == "postgres":
+        tx.execute_script(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
+
+
+def _apply_next(tx: Tx) -> Migration | None:
+    """Apply the lowest missing migration, if any; one per transaction."""
+    _lock(tx)
+    _create_bookkeeping(tx)
+    applied = {int(r["version"]) for r in tx.fetch_all("applied_migrations")}
+    for migration in available_migrations(tx.dialect):
+        if migration.version not in applied:
+            tx.execute_script(migration.sql)
+            tx.execute(
+                "record_migration",
+                {"version": migration.version, "name": migration.name, "now": time.time()},
+            )
+            return migration
+    return None
+
+
+def migrate(store: Store) -> list[Migration]:
+    """Bring the schema up to date; return the migrations this call applied."""
+    applied: list[Migration] = []
+    while (migration := store.run_sync(_apply_next)) is not None:
+        applied.append(migration)
+    return applied
+
+
+def schema_version(store: Store) -> int:
+    def read(tx: Tx) -> int:
+        _create_bookkeeping(tx)
+        row = tx.fetch_one("schema_version")
+        return int(row["version"]) if row and row["version"] is not None else 0
+
+    return store.run_sync(read)

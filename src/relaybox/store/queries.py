@@ -1,0 +1,49 @@
+"""Named SQL queries, loaded from ``sql/<dialect>/*.sql``.
+
+Each query sits under a ``-- name: <query_name>`` header, so the SQL of a backend can be
+read, reviewed and run by hand in one place. Python code refers to queries only by name.
+Parameters are written ``:name`` in both dialects; for PostgreSQL they are rewritten to
+psycopg's ``%(name)s`` at load time.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+
+_HEADER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_NAMED_PARAM = re.compile(r"(?<![:\w]):([a-zA-Z_]\w*)")
+
+
+def parse_queries(text: str) -> dict[str, str]:
+    """Split a SQL file into ``{name: sql}`` by its ``-- name:`` headers."""
+    queries: dict[str, str] = {}
+    matches = list(_HEADER.finditer(text))
+    for match, following in zip(matches, [*matches[1:], None], strict=True):
+        end = following.start() if following else len(text)
+        name = match.group(1)
+        if name in queries:
+            raise ValueError(f"query {name!r} is defined twice")
+        queries[name] = text[match.end() : end].strip()
+    return queries
+
+
+def to_pyformat(sql: str) -> str:
+    """Rewrite ``:name`` parameters to ``%(name)s`` (and escape literal ``%``)."""
+    return _NAMED_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+@cache
+def load_queries(dialect: str) -> dict[str, str]:
+    """All queries of one dialect, in the driver's parameter style."""
+    queries: dict[str, str] = {}
+    folder = resources.files("relaybox.store").joinpath("sql", dialect)
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        for name, sql in parse_queries(entry.read_text(encoding="utf-8")).items():
+            if name in queries:
+                raise ValueError(f"query {name!r} is defined in two files of {dialect}")
+            queries[name] = to_pyformat(sql) if dialect == "postgres" else sql
+    return queries

@@ -1,0 +1,164 @@
+-- The durable outbox (spec C1). Times are Unix epoch seconds.
+-- Every write a worker makes while holding a delivery is fenced by (id, lease_epoch):
+-- once another worker has claimed the delivery, the old worker's writes change nothing.
+
+-- name: insert_delivery
+INSERT INTO deliveries (
+    reply_key, content_hash, channel, thread_id, recipient, resource_id, correlation_id,
+    status, part_count, max_attempts, created_at, updated_at, available_at, expires_at)
+VALUES (
+    :reply_key, :content_hash, :channel, :thread_id, :recipient, :resource_id, :correlation_id,
+    'queued', :part_count, :max_attempts, :now, :now, :now, :expires_at)
+ON CONFLICT (reply_key) DO NOTHING
+RETURNING *;
+
+-- name: insert_part
+INSERT INTO delivery_parts (delivery_id, part_index, guid, body)
+VALUES (:delivery_id, :part_index, :guid, :body);
+
+-- name: delivery_by_id
+SELECT * FROM deliveries WHERE id = :id;
+
+-- name: delivery_by_reply_key
+SELECT * FROM deliveries WHERE reply_key = :reply_key;
+
+-- name: parts_of_delivery
+SELECT * FROM delivery_parts WHERE delivery_id = :delivery_id ORDER BY part_index;
+
+-- name: attempts_of_delivery
+SELECT * FROM delivery_attempts WHERE delivery_id = :delivery_id ORDER BY id;
+
+-- name: list_deliveries
+SELECT * FROM deliveries
+WHERE (:status::text IS NULL OR status = :status)
+  AND (:thread_id::text IS NULL OR thread_id = :thread_id)
+  AND (:channel::text IS NULL OR channel = :channel)
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: supersede_queued_in_thread
+-- A newer reply makes queued replies of the same thread that have not started stale.
+UPDATE deliveries
+SET status = 'cancelled', finished_at = :now, updated_at = :now,
+    last_error = 'superseded by delivery ' || :superseded_by::text
+WHERE channel = :channel AND thread_id = :thread_id
+  AND status = 'queued' AND start_index = 0 AND in_flight_index IS NULL
+  AND id < :superseded_by
+RETURNING id;
+
+-- name: claim_deliveries
+-- Claim up to :limit deliveries that are heads of their thread (no older active delivery in
+-- the same channel and thread): that keeps one delivery in flight per thread, in enqueue order.
+-- A 'sending' delivery whose lease lapsed (its worker died) is claimed again.
+UPDATE deliveries
+SET status = 'sending',
+    lease_owner = :worker_id,
+    lease_epoch = lease_epoch + 1,
+    lease_expires_at = :lease_until,
+    attempts = attempts + 1,
+    updated_at = :now
+WHERE id IN (
+    SELECT d.id FROM deliveries d
+    WHERE d.status IN ('queued', 'sending')
+      AND d.available_at <= :now
+      AND (d.status = 'queued' OR d.lease_expires_at < :now)
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries e
+          WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+            AND e.status IN ('queued', 'sending') AND e.id < d.id)
+    ORDER BY d.available_at, d.id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED)
+RETURNING *;
+
+-- name: unsent_parts_of_deliveries
+SELECT p.* FROM delivery_parts p
+JOIN deliveries d ON d.id = p.delivery_id
+WHERE p.delivery_id = ANY(:ids)
+  AND p.part_index >= d.start_index
+ORDER BY p.delivery_id, p.part_index;
+
+-- name: renew_lease
+UPDATE deliveries SET lease_expires_at = :lease_until
+WHERE id = :id AND lease_epoch = :epoch AND status = 'sending';
+
+-- name: mark_send_started
+UPDATE deliveries SET in_flight_index = :part_index, updated_at = :now
+WHERE id = :id AND lease_epoch = :epoch AND status = 'sending' AND start_index = :part_index;
+
+-- name: clear_send_started
+UPDATE deliveries SET in_flight_index = NULL, updated_at = :now
+WHERE id = :id AND lease_epoch = :epoch AND status = 'sending';
+
+-- name: advance_cursor
+-- The part at :part_index was acknowledged: move the resume cursor past it.
+UPDATE deliveries
+SET start_index = :part_index + 1,
+    in_flight_index = NULL,
+    status = CASE WHEN :part_index + 1 >= part_count THEN 'delivered' ELSE status END,
+    finished_at = CASE WHEN :part_index + 1 >= part_count THEN :now ELSE finished_at END,
+    lease_owner = CASE WHEN :part_index + 1 >= part_count THEN NULL ELSE lease_owner END,
+    lease_expires_at = CASE WHEN :part_index + 1 >= part_count THEN NULL ELSE lease_expires_at END,
+    last_error = NULL,
+    updated_at = :now
+WHERE id = :id AND lease_epoch = :epoch AND status = 'sending' AND start_index = :part_index;
+
+-- name: mark_part_sent
+UPDATE delivery_parts
+SET outcome = :outcome, transport_message_id = :transport_message_id, sent_at = :now
+WHERE delivery_id = :delivery_id AND part_index = :part_index;
+
+-- name: insert_attempt
+INSERT INTO delivery_attempts (
+    delivery_id, attempt, part_index, guid, worker_id, started_at, latency_ms,
+    outcome, error, transport_message_id, correlation_id)
+VALUES (
+    :delivery_id, :attempt, :part_index, :guid, :worker_id, :started_at, :latency_ms,
+    :outcome, :error, :transport_message_id, :correlation_id);
+
+-- name: release_delivery
+-- Give a delivery back to the queue (retry later, wait out a rate limit, shut down).
+-- :refund = 1 when the run should not count as an attempt.
+UPDATE deliveries
+SET status = 'queued',
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    available_at = :available_at,
+    attempts = attempts - :refund,
+    in_flight_index = CASE WHEN :clear_in_flight::boolean THEN NULL ELSE in_flight_index END,
+    last_error = coalesce(:error::text, last_error),
+    updated_at = :now
+WHERE id = :id AND lease_epoch = :epoch AND status = 'sending';
+
+-- name: finish_delivery
+-- End a run in a final status: failed, expired or unknown.
+UPDATE deliveries
+SET status = :status,
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    finished_at = :now,
+    last_error = :error,
+    updated_at = :now
+WHERE id = :id AND lease_epoch = :epoch AND status = 'sending';
+
+-- name: cancel_delivery
+UPDATE deliveries
+SET status = 'cancelled', finished_at = :now, updated_at = :now,
+    last_error = :reason, lease_owner = NULL, lease_expires_at = NULL
+WHERE id = :id AND status IN ('queued', 'sending');
+
+-- name: requeue_delivery
+-- Operator action: send a failed, expired or parked delivery again from its cursor.
+UPDATE deliveries
+SET status = 'queued', attempts = 0, available_at = :now, finished_at = NULL,
+    start_index = start_index + :skip_parts, in_flight_index = NULL, updated_at = :now,
+    last_error = :reason
+WHERE id = :id AND status IN ('failed', 'unknown', 'expired');
+
+-- name: expire_stale_queued
+-- Replies past their max age are expired rather than sent late.
+UPDATE deliveries
+SET status = 'expired', finished_at = :now, updated_at = :now,
+    last_error = 'expired: older than the channel''s max age before it could be sent'
+WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at < :now
+RETURNING id, correlation_id, attempts, start_index;
