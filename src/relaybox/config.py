@@ -146,7 +146,9 @@ def _channel(name: str, body: Any, source: str) -> ChannelConfig:
     retry_keys = {f.name for f in fields(RetryPolicy)}
     retry = _build(RetryPolicy, {k: v for k, v in body.items() if k in retry_keys}, prefix, source)
     rest = {k: v for k, v in body.items() if k not in retry_keys and k != "transport"}
-    channel = _build(ChannelConfig, rest, prefix, source, name=name, transport=transport)
+    channel: ChannelConfig = _build(
+        ChannelConfig, rest, prefix, source, name=name, transport=transport
+    )
     # max_age_seconds = 0 means "never expire".
     max_age = channel.max_age_seconds or None
     channel = replace(channel, retry=retry, max_age_seconds=max_age)

@@ -183,7 +183,7 @@ class Store:
             outcomes, commit = self._run_units(conn, tx, jobs)
             if commit:
                 self.connector.commit(conn)
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - every waiter must hear of it
             self._fail_batch(jobs, error)
             return
         for job, (ok, value) in zip(jobs, outcomes, strict=True):
@@ -229,7 +229,7 @@ class Store:
         elif self._conn is not None:
             try:
                 self.connector.rollback(self._conn)
-            except Exception as rollback_error:
+            except Exception as rollback_error:  # noqa: BLE001 - logged, then reconnect
                 log.warning("rollback failed, reconnecting: %s", _one_line(rollback_error))
                 self._safe_close()
                 self._conn = None
@@ -250,7 +250,7 @@ class Store:
         try:
             if self._conn is not None:
                 self.connector.close(self._conn)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - the connection is broken anyway
             log.debug("closing a broken connection failed: %s", _one_line(error))
         self._conn = None
 

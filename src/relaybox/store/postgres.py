@@ -10,7 +10,6 @@ from psycopg.rows import dict_row
 from relaybox.store.base import Params, Row
 from relaybox.store.queries import load_queries
 
-
 _SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})
 
 

@@ -58,9 +58,7 @@ class SqliteConnector:
             parent = Path(self.path).expanduser().resolve().parent
             if not parent.is_dir():
                 raise FileNotFoundError(f"directory {parent} does not exist")
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30
-        )
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.row_factory = sqlite3.Row
         for pragma in PRAGMAS:
             conn.execute(pragma)

@@ -50,6 +50,7 @@ RETURNING id;
 -- Claim up to :limit deliveries that are heads of their thread (no older active delivery in
 -- the same channel and thread): that keeps one delivery in flight per thread, in enqueue order.
 -- A 'sending' delivery whose lease lapsed (its worker died) is claimed again.
+-- A worker claims only the channels it has transports for (:channels).
 UPDATE deliveries
 SET status = 'sending',
     lease_owner = :worker_id,
@@ -60,6 +61,7 @@ SET status = 'sending',
 WHERE id IN (
     SELECT d.id FROM deliveries d
     WHERE d.status IN ('queued', 'sending')
+      AND d.channel = ANY(:channels)
       AND d.available_at <= :now
       AND (d.status = 'queued' OR d.lease_expires_at < :now)
       AND NOT EXISTS (
@@ -85,10 +87,6 @@ WHERE id = :id AND lease_epoch = :epoch AND status = 'sending';
 -- name: mark_send_started
 UPDATE deliveries SET in_flight_index = :part_index, updated_at = :now
 WHERE id = :id AND lease_epoch = :epoch AND status = 'sending' AND start_index = :part_index;
-
--- name: clear_send_started
-UPDATE deliveries SET in_flight_index = NULL, updated_at = :now
-WHERE id = :id AND lease_epoch = :epoch AND status = 'sending';
 
 -- name: advance_cursor
 -- The part at :part_index was acknowledged: move the resume cursor past it.
@@ -162,3 +160,7 @@ SET status = 'expired', finished_at = :now, updated_at = :now,
     last_error = 'expired: older than the channel''s max age before it could be sent'
 WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at < :now
 RETURNING id, correlation_id, attempts, start_index;
+
+-- name: finish_requeued_as_delivered
+UPDATE deliveries SET status = 'delivered', finished_at = :now, updated_at = :now
+WHERE id = :id AND status = 'queued' AND start_index >= part_count;

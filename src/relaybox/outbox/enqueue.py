@@ -1,0 +1,194 @@
+"""Enqueue: validate a reply, then store it and all its parts in one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from relaybox.config import ChannelConfig
+from relaybox.errors import InvalidReply, ReplyKeyConflict
+from relaybox.models import Delivery, Part
+from relaybox.outbox.guid import part_guid
+from relaybox.store import Tx
+
+MAX_FIELD_CHARS = 512  # thread ids, recipients, keys: identifiers, not content
+
+
+@dataclass(frozen=True)
+class ReplyRequest:
+    """A validated reply, ready to store."""
+
+    channel: str
+    thread_id: str
+    recipient: str
+    resource_id: str
+    parts: tuple[str, ...]
+    reply_key: str
+    correlation_id: str
+    content_hash: str
+    max_attempts: int
+    max_age_seconds: float | None
+    supersede: bool = False
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    delivery: Delivery
+    created: bool  # False: the reply key was enqueued before; this is that delivery
+    superseded: tuple[int, ...] = ()  # queued replies in the thread this one made stale
+
+
+def build_request(
+    channel: ChannelConfig,
+    *,
+    thread_id: str,
+    recipient: str,
+    parts: Sequence[str | bytes],
+    resource_id: str | None = None,
+    reply_key: str | None = None,
+    correlation_id: str | None = None,
+    supersede: bool = False,
+) -> ReplyRequest:
+    """Check a reply against the channel's limits; raise :class:`InvalidReply` if it is bad."""
+    thread_id = _identifier("thread id", thread_id)
+    recipient = _identifier("recipient", recipient)
+    resource_id = _identifier("resource id", resource_id) if resource_id is not None else recipient
+    if reply_key is not None:
+        reply_key = _identifier("reply key", reply_key)
+    if correlation_id is not None:
+        correlation_id = _identifier("correlation id", correlation_id)
+    if isinstance(parts, str | bytes) or not parts:
+        raise InvalidReply("a reply needs at least one part")
+    if len(parts) > channel.max_parts:
+        raise InvalidReply(
+            f"a reply has {len(parts)} parts; channel {channel.name!r} allows {channel.max_parts}"
+        )
+    texts = tuple(_part_text(number, part, channel) for number, part in enumerate(parts, 1))
+    content = json.dumps(
+        [channel.name, thread_id, recipient, resource_id, texts], ensure_ascii=False
+    ).encode("utf-8")
+    return ReplyRequest(
+        channel=channel.name,
+        thread_id=thread_id,
+        recipient=recipient,
+        resource_id=resource_id,
+        parts=texts,
+        reply_key=reply_key or f"auto-{uuid.uuid4()}",
+        correlation_id=correlation_id or str(uuid.uuid4()),
+        content_hash=hashlib.sha256(content).hexdigest(),
+        max_attempts=channel.retry.max_attempts,
+        max_age_seconds=channel.max_age_seconds,
+        supersede=supersede,
+    )
+
+
+@dataclass(frozen=True)
+class EnqueueUnit:
+    """The unit of work that stores a reply; callable inside a larger transaction too."""
+
+    request: ReplyRequest
+    now: float = field(default_factory=time.time)
+
+    def __call__(self, tx: Tx) -> EnqueueResult:
+        request, now = self.request, self.now
+        row = tx.fetch_one(
+            "insert_delivery",
+            {
+                "reply_key": request.reply_key,
+                "content_hash": request.content_hash,
+                "channel": request.channel,
+                "thread_id": request.thread_id,
+                "recipient": request.recipient,
+                "resource_id": request.resource_id,
+                "correlation_id": request.correlation_id,
+                "part_count": len(request.parts),
+                "max_attempts": request.max_attempts,
+                "now": now,
+                "expires_at": now + request.max_age_seconds if request.max_age_seconds else None,
+            },
+        )
+        if row is None:
+            return EnqueueResult(_existing(tx, request), created=False)
+        delivery_id = int(row["id"])
+        parts = []
+        for index, text in enumerate(request.parts):
+            guid = part_guid(request.reply_key, index)
+            tx.execute(
+                "insert_part",
+                {"delivery_id": delivery_id, "part_index": index, "guid": guid, "body": text},
+            )
+            parts.append(Part(index=index, guid=guid, body=text))
+        superseded: tuple[int, ...] = ()
+        if request.supersede:
+            stale = tx.fetch_all(
+                "supersede_queued_in_thread",
+                {
+                    "channel": request.channel,
+                    "thread_id": request.thread_id,
+                    "superseded_by": delivery_id,
+                    "now": now,
+                },
+            )
+            superseded = tuple(sorted(int(r["id"]) for r in stale))
+        return EnqueueResult(Delivery.from_row(row, tuple(parts)), True, superseded)
+
+
+def _existing(tx: Tx, request: ReplyRequest) -> Delivery:
+    row = tx.fetch_one("delivery_by_reply_key", {"reply_key": request.reply_key})
+    if row is None:  # pragma: no cover - the conflicting row cannot vanish inside one transaction
+        raise ReplyKeyConflict(f"reply key {request.reply_key!r} conflicted but was not found")
+    if row["content_hash"] != request.content_hash:
+        raise ReplyKeyConflict(
+            f"reply key {request.reply_key!r} was already used for a different reply"
+            f" (delivery {row['id']}); use a new reply key for new content"
+        )
+    parts = tuple(
+        Part(index=int(p["part_index"]), guid=p["guid"], body=p["body"])
+        for p in tx.fetch_all("parts_of_delivery", {"delivery_id": row["id"]})
+    )
+    return Delivery.from_row(row, parts)
+
+
+def _identifier(what: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidReply(f"{what} must be a non-empty string")
+    _check_utf8(what, value)
+    if len(value) > MAX_FIELD_CHARS:
+        raise InvalidReply(f"{what} is {len(value)} characters; the limit is {MAX_FIELD_CHARS}")
+    return value
+
+
+def _part_text(number: int, part: object, channel: ChannelConfig) -> str:
+    if isinstance(part, bytes):
+        try:
+            part = part.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidReply(
+                f"part {number} is not valid UTF-8 (bad byte at offset {error.start})"
+            ) from None
+    if not isinstance(part, str):
+        raise InvalidReply(f"part {number} must be text, not {type(part).__name__}")
+    if not part.strip():
+        raise InvalidReply(f"part {number} is empty")
+    size = len(_check_utf8(f"part {number}", part))
+    if size > channel.max_part_bytes:
+        raise InvalidReply(
+            f"part {number} is {size} bytes; channel {channel.name!r} allows"
+            f" {channel.max_part_bytes} (max_part_bytes)"
+        )
+    if "\x00" in part:
+        raise InvalidReply(f"part {number} contains a NUL character")
+    return part
+
+
+def _check_utf8(what: str, text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidReply(
+            f"{what} is not valid UTF-8 text (undecodable byte at position {error.start})"
+        ) from None

@@ -1,0 +1,316 @@
+"""Deliver one claimed delivery, part by part, from its resume cursor.
+
+This is the per-delivery half of the worker: it decides, for each answer a transport gives,
+whether the cursor advances, the delivery waits, retries, fails, or is parked. Every decision
+is one fenced transition from :mod:`relaybox.outbox.transitions`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from relaybox.config import ChannelConfig
+from relaybox.models import Delivery, Outcome, Part, Status
+from relaybox.outbox import transitions as tr
+from relaybox.outbox.backoff import retry_delay
+from relaybox.store import Store
+from relaybox.transports.base import (
+    AmbiguousSend,
+    NotSent,
+    OutgoingPart,
+    PermanentError,
+    RateLimited,
+    SendResult,
+    TransientError,
+    Transport,
+    TransportError,
+    Unavailable,
+)
+from relaybox.worker.pacing import Pacer
+
+log = logging.getLogger("relaybox.worker")
+
+
+@dataclass
+class HeldDelivery:
+    """A delivery this worker is working on; the heartbeat flips ``lost`` if the lease goes."""
+
+    delivery: Delivery
+    lease: tr.Lease
+    lost: bool = False
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+@dataclass
+class RunnerContext:
+    store: Store
+    worker_id: str
+    pacer: Pacer
+    stopping: Callable[[], bool]
+
+
+class DeliveryRunner:
+    def __init__(
+        self,
+        ctx: RunnerContext,
+        held: HeldDelivery,
+        channel: ChannelConfig,
+        transport: Transport,
+    ) -> None:
+        self.ctx = ctx
+        self.held = held
+        self.d = held.delivery
+        self.lease = held.lease
+        self.channel = channel
+        self.transport = transport
+
+    async def run(self) -> None:
+        parts = list(self.d.parts)
+        if not parts:  # cursor already past the end: nothing left (operator requeue)
+            return
+        if self._predecessor_left_send_open() and not self.transport.dedups_by_guid:
+            verdict = await self._reconcile(parts[0], cause="previous worker stopped mid-send")
+            if verdict == "stop":
+                return
+            if verdict == "sent":
+                parts = parts[1:]
+        for part in parts:
+            if not await self._send_part(part):
+                return
+
+    def _predecessor_left_send_open(self) -> bool:
+        return self.d.in_flight_index is not None and self.d.in_flight_index == self.d.start_index
+
+    # -- one part ----------------------------------------------------------------------
+
+    async def _send_part(self, part: Part) -> bool:
+        """Send one part; True if the delivery should go on to the next part."""
+        if self.held.lost:
+            return False
+        if self.ctx.stopping():
+            await self._release(0.0, refund=True, error=None, clear_in_flight=False)
+            return False
+        if self.d.expires_at is not None and time.time() > self.d.expires_at:
+            await self._finish(
+                Status.EXPIRED, part, "expired: older than the channel's max age", "expired"
+            )
+            return False
+        await self.ctx.pacer.wait_turn(self.channel.name, self.d.thread_id)
+        if not self.transport.dedups_by_guid:
+            marked = await self.ctx.store.run(tr.mark_send_started(self.lease, part.index))
+            if not marked:
+                return False  # lease lost or delivery cancelled
+        started = time.time()
+        try:
+            result = await asyncio.wait_for(
+                self.transport.send(self._outgoing(part)), self.channel.send_timeout_seconds
+            )
+        except TimeoutError:
+            error: TransportError = AmbiguousSend(
+                f"no answer within {self.channel.send_timeout_seconds:g}s"
+            )
+        except TransportError as transport_error:
+            error = transport_error
+        except Exception as unexpected:  # a transport bug or garbage answer: retry, keep text
+            error = TransientError(f"transport raised {type(unexpected).__name__}: {unexpected}")
+            log.warning("transport %s raised unexpectedly", self.channel.name, exc_info=True)
+        else:
+            return await self._on_result(part, result, started)
+        return await self._on_error(part, error, started)
+
+    async def _on_result(self, part: Part, result: SendResult, started: float) -> bool:
+        if result.outcome is Outcome.NOT_SURFACED:
+            return await self._retry_or_fail(
+                part,
+                TransientError("accepted but not surfaced to the user"),
+                started,
+                outcome="not_surfaced",
+                clear_in_flight=True,
+            )
+        attempt = self._attempt(part, started, str(result.outcome), None, result.message_id)
+        return await self.ctx.store.run(
+            tr.record_sent(self.lease, part.index, str(result.outcome), result.message_id, attempt)
+        )
+
+    async def _on_error(self, part: Part, error: TransportError, started: float) -> bool:
+        if isinstance(error, RateLimited):
+            return await self._wait_out(part, error, started)
+        if isinstance(error, PermanentError):
+            await self._finish(
+                Status.FAILED, part, f"permanent error: {error}", "permanent", started=started
+            )
+            return False
+        if isinstance(error, AmbiguousSend):
+            if self.transport.dedups_by_guid:
+                # Resending under the same GUID is safe: the far side drops a second copy.
+                return await self._retry_or_fail(
+                    part, error, started, outcome="ambiguous", clear_in_flight=True
+                )
+            verdict = await self._reconcile(part, cause=str(error), started=started)
+            return verdict == "sent"
+        return await self._retry_or_fail(
+            part, error, started, outcome="transient", clear_in_flight=True
+        )
+
+    async def _wait_out(self, part: Part, error: RateLimited, started: float) -> bool:
+        """429 / 503 with retry-after: come back later without burning an attempt."""
+        outcome = "unavailable" if isinstance(error, Unavailable) else "rate_limited"
+        delay = error.retry_after
+        if delay is None:
+            delay = retry_delay(self.channel.retry, 1)
+        self.ctx.pacer.pause(self.channel.name, delay)
+        await self._release(
+            delay,
+            refund=True,
+            error=f"{outcome}: {error}",
+            clear_in_flight=True,
+            attempt=self._attempt(part, started, outcome, str(error)),
+        )
+        return False
+
+    async def _retry_or_fail(
+        self,
+        part: Part,
+        error: TransportError,
+        started: float,
+        *,
+        outcome: str,
+        clear_in_flight: bool,
+    ) -> bool:
+        attempt = self._attempt(part, started, outcome, str(error))
+        if self.d.attempts >= self.d.max_attempts:
+            await self.ctx.store.run(
+                tr.finish(
+                    self.lease,
+                    Status.FAILED,
+                    f"gave up after {self.d.attempts} attempts: {error}",
+                    attempt,
+                )
+            )
+            return False
+        delay = retry_delay(self.channel.retry, self.d.attempts)
+        await self._release(
+            delay, refund=False, error=str(error), clear_in_flight=clear_in_flight, attempt=attempt
+        )
+        return False
+
+    # -- ambiguous sends ---------------------------------------------------------------
+
+    async def _reconcile(self, part: Part, *, cause: str, started: float | None = None) -> str:
+        """Ask the transport whether ``part`` arrived; return "sent", "resend" or "stop"."""
+        begun = time.time() if started is None else started
+        try:
+            verdict = await asyncio.wait_for(
+                self.transport.reconcile(self._outgoing(part)), self.channel.send_timeout_seconds
+            )
+        except Exception as error:  # noqa: BLE001 - a failing reconcile means "cannot tell"
+            log.warning("reconcile on %s failed: %s", self.channel.name, error)
+            verdict = None
+        if isinstance(verdict, SendResult) and verdict.outcome is not Outcome.NOT_SURFACED:
+            attempt = self._attempt(
+                part,
+                begun,
+                f"reconciled_{verdict.outcome}",
+                f"ambiguous ({cause}); transport confirms delivery",
+                verdict.message_id,
+            )
+            sent = await self.ctx.store.run(
+                tr.record_sent(
+                    self.lease, part.index, str(verdict.outcome), verdict.message_id, attempt
+                )
+            )
+            return "sent" if sent else "stop"
+        if isinstance(verdict, NotSent | SendResult):
+            if started is None:
+                return "resend"  # left open by a dead worker, never arrived: send it now
+            await self._retry_or_fail(
+                part,
+                AmbiguousSend(f"{cause}; transport confirms it did not arrive"),
+                started,
+                outcome="ambiguous",
+                clear_in_flight=True,
+            )
+            return "stop"
+        await self._finish(
+            Status.UNKNOWN,
+            part,
+            f"ambiguous send of part {part.index + 1} ({cause}); the transport does not"
+            " deduplicate and cannot tell whether it arrived: parked for an operator",
+            "parked",
+            started=begun,
+        )
+        return "stop"
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def _release(
+        self,
+        delay: float,
+        *,
+        refund: bool,
+        error: str | None,
+        clear_in_flight: bool,
+        attempt: tr.AttemptRecord | None = None,
+    ) -> None:
+        await self.ctx.store.run(
+            tr.release(
+                self.lease,
+                delay_seconds=delay,
+                refund_attempt=refund,
+                error=error,
+                clear_in_flight=clear_in_flight,
+                attempt=attempt,
+            )
+        )
+
+    async def _finish(
+        self,
+        status: Status,
+        part: Part,
+        error: str,
+        outcome: str,
+        *,
+        started: float | None = None,
+    ) -> None:
+        begun = time.time() if started is None else started
+        attempt = self._attempt(part, begun, outcome, error)
+        await self.ctx.store.run(tr.finish(self.lease, status, error, attempt))
+
+    def _attempt(
+        self,
+        part: Part,
+        started: float,
+        outcome: str,
+        error: str | None,
+        message_id: str | None = None,
+    ) -> tr.AttemptRecord:
+        return tr.AttemptRecord(
+            delivery_id=self.d.id,
+            attempt=self.d.attempts,
+            worker_id=self.ctx.worker_id,
+            started_at=started,
+            outcome=outcome,
+            correlation_id=self.d.correlation_id,
+            part_index=part.index,
+            guid=part.guid,
+            latency_ms=round((time.time() - started) * 1000.0, 3),
+            error=error,
+            transport_message_id=message_id,
+        )
+
+    def _outgoing(self, part: Part) -> OutgoingPart:
+        return OutgoingPart(
+            guid=part.guid,
+            delivery_id=self.d.id,
+            thread_id=self.d.thread_id,
+            recipient=self.d.recipient,
+            text=part.body,
+            index=part.index,
+            count=self.d.part_count,
+            correlation_id=self.d.correlation_id,
+            channel=self.d.channel,
+        )

@@ -1,0 +1,209 @@
+"""The worker: claims thread heads, runs one task per delivery, renews leases, shuts down cleanly.
+
+One asyncio loop per process. Up to ``concurrency`` deliveries are in flight at once, never two
+of one thread (the claim query only hands out thread heads). Several worker processes, on one
+SQLite file or one PostgreSQL server, share the work through the store alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Mapping
+
+from relaybox.config import Config
+from relaybox.errors import StoreUnavailable
+from relaybox.models import Delivery
+from relaybox.outbox import transitions as tr
+from relaybox.store import Store
+from relaybox.transports.base import Transport
+from relaybox.transports.registry import build_transports
+from relaybox.worker.expirer import expirer_loop
+from relaybox.worker.heartbeat import heartbeat_loop
+from relaybox.worker.pacing import Pacer
+from relaybox.worker.runner import DeliveryRunner, HeldDelivery, RunnerContext
+
+log = logging.getLogger("relaybox.worker")
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    """Deliver queued replies until :meth:`stop` is called (or SIGTERM/SIGINT arrives).
+
+    >>> worker = Worker(store, config)            # doctest: +SKIP
+    >>> await worker.run()                        # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        transports: Mapping[str, Transport] | None = None,
+        concurrency: int | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.worker_id = worker_id or new_worker_id()
+        self.concurrency = concurrency or config.worker.concurrency
+        given = dict(transports or {})
+        built = build_transports(config)
+        built.update(given)
+        self.transports: dict[str, Transport] = built
+        unknown = set(given) - set(config.channels)
+        if unknown:
+            from relaybox.errors import ConfigError
+
+            raise ConfigError(
+                f"transports given for unconfigured channels: {', '.join(sorted(unknown))}"
+            )
+        self._held: dict[int, HeldDelivery] = {}
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._pacer = Pacer(config.channels)
+        self._ctx = RunnerContext(store, self.worker_id, self._pacer, self._stop.is_set)
+
+    # -- control -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the worker to stop: no new claims; running deliveries stop at a part boundary."""
+        self._stop.set()
+        self._wake.set()
+        self._slot_free.set()
+
+    def notify(self) -> None:
+        """Something was enqueued: claim now instead of at the next poll."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._held)
+
+    async def run(self, *, install_signal_handlers: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        if install_signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        lease = self.config.worker.lease_seconds
+        background = [
+            asyncio.create_task(heartbeat_loop(self.store, self._held.values, lease, self._stop)),
+            asyncio.create_task(
+                expirer_loop(self.store, self.config.worker.expire_interval_seconds, self._stop)
+            ),
+        ]
+        log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
+        try:
+            await self._claim_loop()
+        finally:
+            await self._drain()
+            self._stop.set()
+            await asyncio.gather(*background, return_exceptions=True)
+            for transport in self.transports.values():
+                await transport.aclose()
+            if install_signal_handlers:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            log.info("worker %s stopped", self.worker_id)
+
+    # -- claiming ----------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        cfg = self.config.worker
+        channels = sorted(self.transports)
+        failures = 0
+        while not self._stop.is_set():
+            free = self.concurrency - len(self._held)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            wanted = min(free, cfg.claim_batch)
+            self._wake.clear()
+            try:
+                claimed = await self.store.run(
+                    tr.claim(self.worker_id, channels, wanted, cfg.lease_seconds)
+                )
+            except StoreUnavailable as error:
+                failures += 1
+                delay = min(5.0, cfg.poll_interval_seconds * 2**failures)
+                log.warning("claim failed (store unavailable), retrying in %.2fs: %s", delay, error)
+                await self._sleep(delay)
+                continue
+            failures = 0
+            for delivery in claimed:
+                self._start(delivery)
+            if len(claimed) < wanted:
+                await self._sleep(cfg.poll_interval_seconds)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+    def _start(self, delivery: Delivery) -> None:
+        held = HeldDelivery(delivery, tr.Lease(delivery.id, delivery.lease_epoch))
+        runner = DeliveryRunner(
+            self._ctx,
+            held,
+            self.config.channels[delivery.channel],
+            self.transports[delivery.channel],
+        )
+        held.task = asyncio.create_task(self._run_one(runner, held))
+        self._held[delivery.id] = held
+
+    async def _run_one(self, runner: DeliveryRunner, held: HeldDelivery) -> None:
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            await self._give_back(held, "worker shut down mid-send")
+            raise
+        except Exception as error:  # noqa: BLE001 - one delivery must not stop the worker
+            # Typically the store went away mid-run. The part in flight (if any) is resent
+            # under the same GUID, or reconciled, by whoever claims the delivery next.
+            log.warning("delivery %s stopped: %s", held.lease.delivery_id, error)
+            await self._give_back(held, f"worker error: {error}")
+        finally:
+            self._held.pop(held.lease.delivery_id, None)
+            self._slot_free.set()
+            self._wake.set()
+
+    async def _give_back(self, held: HeldDelivery, reason: str) -> None:
+        """Best effort: release now rather than wait for the lease to lapse."""
+        if held.lost:
+            return
+        unit = tr.release(
+            held.lease,
+            delay_seconds=0.0,
+            refund_attempt=True,
+            error=reason,
+            clear_in_flight=False,  # a send may have begun: keep the mark for reconcile
+        )
+        try:
+            await asyncio.shield(self.store.run(unit))
+        except Exception as error:  # noqa: BLE001 - best effort; the lease lapses instead
+            log.info(
+                "could not release delivery %s (%s); its lease will lapse",
+                held.lease.delivery_id,
+                error,
+            )
+
+    async def _drain(self) -> None:
+        """Let running deliveries reach a part boundary and release; cancel stragglers."""
+        tasks = [h.task for h in self._held.values() if h.task is not None]
+        if not tasks:
+            return
+        grace = self.config.worker.shutdown_grace_seconds
+        _done, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
