@@ -81,12 +81,15 @@ class Relaybox:
         return self
 
     async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
 
-def open(  # noqa: A001 - relaybox.open() reads naturally, like sqlite3.connect()
+def open(  # relaybox.open() reads naturally, like sqlite3.connect()
     url: str | None = None, *, config: Config | str | None = None
 ) -> Relaybox:
     """Open a relaybox store. ``url`` defaults to the config's ``[store] url``, then

@@ -1,0 +1,26 @@
+"""The ``relaybox`` command line: one sub-command per operator question or action.
+
+Each capability registers its commands in its own module here; errors a user can cause are
+printed as one line (``error: ...``) with exit status 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from relaybox.cli import deliveries, operate
+from relaybox.cli.app import app
+from relaybox.errors import RelayboxError
+
+__all__ = ["app", "main"]
+
+operate.register(app)
+deliveries.register(app)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except RelayboxError as error:  # raised outside a command body (e.g. while loading config)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

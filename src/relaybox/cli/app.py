@@ -1,0 +1,106 @@
+"""The Typer application, its global options, and helpers every command shares."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from relaybox.config import Config, load_config
+from relaybox.errors import RelayboxError
+from relaybox.store import DEFAULT_URL, Store, open_store
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="relaybox",
+    help="Durable replies for chat agents: enqueue, deliver, inspect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@dataclass
+class Globals:
+    db: str | None
+    config_path: Path | None
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    def url(self, config: Config | None = None) -> str:
+        cfg = config if config is not None else self.config()
+        return self.db or os.environ.get("RELAYBOX_DB") or cfg.store_url or DEFAULT_URL
+
+
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help="Store URL: sqlite:///relaybox.db (default), sqlite:////abs/path.db or "
+            "postgresql://user@host:port/db. Also $RELAYBOX_DB.",
+            show_default=False,
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Path to relaybox.toml (default: ./relaybox.toml)."),
+    ] = None,
+) -> None:
+    ctx.obj = Globals(db=db, config_path=config)
+
+
+def globals_of(ctx: typer.Context) -> Globals:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Globals)
+    return obj
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    return typer.Exit(code=1)
+
+
+@contextmanager
+def opened(ctx: typer.Context) -> Iterator[tuple[Store, Config]]:
+    """Load the config and open the store; turn relaybox errors into one-line failures."""
+    g = globals_of(ctx)
+    try:
+        config = g.config()
+        store = open_store(g.url(config))
+    except RelayboxError as error:
+        raise fail(str(error)) from None
+    try:
+        yield store, config
+    except RelayboxError as error:
+        raise fail(str(error)) from None
+    finally:
+        store.close()
+
+
+def guarded(action: Callable[[], T]) -> T:
+    try:
+        return action()
+    except RelayboxError as error:
+        raise fail(str(error)) from None
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]

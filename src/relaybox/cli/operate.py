@@ -1,0 +1,125 @@
+"""Commands that run things: migrate, enqueue, worker, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Annotated
+
+import typer
+
+from relaybox.cli.app import JsonOption, fail, globals_of, opened, out, print_json
+from relaybox.errors import RelayboxError
+from relaybox.store import open_store
+from relaybox.store.migrations import available_migrations, migrate, schema_version
+
+
+def register(app: typer.Typer) -> None:
+    app.command("migrate")(migrate_command)
+    app.command("enqueue")(enqueue_command)
+    app.command("worker")(worker_command)
+    app.command("demo")(demo_command)
+
+
+def migrate_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Create or upgrade the store's schema (safe to run again, and from several processes)."""
+    g = globals_of(ctx)
+    try:
+        store = open_store(g.url(), run_migrations=False)
+    except RelayboxError as error:
+        raise fail(str(error)) from None
+    try:
+        applied = migrate(store)
+        version = schema_version(store)
+    finally:
+        store.close()
+    latest = available_migrations(store.dialect)[-1].version
+    if as_json:
+        print_json({"applied": [m.version for m in applied], "version": version})
+        return
+    for m in applied:
+        out.print(f"applied {m.version:04d}_{m.name}")
+    out.print(f"schema at version {version} (latest {latest})")
+
+
+def enqueue_command(
+    ctx: typer.Context,
+    channel: Annotated[str, typer.Option(help="Channel name from relaybox.toml.")],
+    thread: Annotated[str, typer.Option(help="Conversation thread id, e.g. chat-42.")],
+    to: Annotated[str, typer.Option(help="Recipient address on the channel.")],
+    part: Annotated[list[str], typer.Option(help="One part of the reply; repeat in order.")],
+    reply_key: Annotated[
+        str | None, typer.Option(help="Idempotency key: the same key enqueues once.")
+    ] = None,
+    correlation_id: Annotated[str | None, typer.Option(help="Correlation id to carry.")] = None,
+    resource: Annotated[
+        str | None, typer.Option(help="Resource (user) id; defaults to the recipient.")
+    ] = None,
+    supersede: Annotated[
+        bool, typer.Option(help="Cancel this thread's queued replies that have not started.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Store a reply of one or more parts; a worker delivers it."""
+    from relaybox.outbox.enqueue import EnqueueUnit, build_request
+
+    with opened(ctx) as (store, config):
+        request = build_request(
+            config.channel(channel),
+            thread_id=thread,
+            recipient=to,
+            parts=part,
+            resource_id=resource,
+            reply_key=reply_key,
+            correlation_id=correlation_id,
+            supersede=supersede,
+        )
+        result = store.run_sync(EnqueueUnit(request))
+    d = result.delivery
+    if as_json:
+        print_json(
+            {"created": result.created, "superseded": list(result.superseded), **d.to_json()}
+        )
+        return
+    verb = "enqueued" if result.created else "already enqueued as"
+    out.print(
+        f"{verb} delivery {d.id}: {d.part_count} part(s) to {d.recipient} on "
+        f"{d.channel}/{d.thread_id} (status {d.status})"
+    )
+    for p in d.parts:
+        out.print(f"  part {p.index + 1}  guid {p.guid}")
+    if result.superseded:
+        out.print(f"superseded: {', '.join(map(str, result.superseded))}")
+
+
+def worker_command(
+    ctx: typer.Context,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Deliveries in flight at once.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every decision.")] = False,
+) -> None:
+    """Deliver queued replies until SIGTERM or Ctrl-C (then finish or release what it holds)."""
+    from relaybox.worker.worker import Worker
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    with opened(ctx) as (store, config):
+        worker = Worker(store, config, concurrency=concurrency)
+        out.print(
+            f"worker {worker.worker_id} delivering on {', '.join(sorted(config.channels))}"
+            f" from {store.connector.describe()} (Ctrl-C to stop)"
+        )
+        asyncio.run(worker.run(install_signal_handlers=True))
+
+
+def demo_command(
+    ctx: typer.Context,
+    keep: Annotated[bool, typer.Option(help="Keep the demo's store for inspection.")] = True,
+) -> None:
+    """Tell the story: a 4-part reply, a worker SIGKILLed mid-reply, a restart that resumes."""
+    from relaybox.demo import run_demo
+
+    raise typer.Exit(code=run_demo(keep=keep))
