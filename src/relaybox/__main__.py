@@ -1,0 +1,5 @@
+"""``python -m relaybox`` is the ``relaybox`` command."""
+
+from relaybox.cli import main
+
+main()
