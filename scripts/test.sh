@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up a virtual environment with the dev tools and run the whole test suite.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+
+# The suite runs every store test on PostgreSQL too ($RELAYBOX_TEST_PG_URL, default the local
+# server). Start the local cluster if it is installed but down.
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    if command -v pg_ctlcluster >/dev/null; then
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+    fi
+fi
+
+exec .venv/bin/python -m pytest "$@"
