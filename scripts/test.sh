@@ -14,7 +14,8 @@ fi
 # server). Start the local cluster if it is installed but down.
 if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
     if command -v pg_ctlcluster >/dev/null; then
-        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start \
+            || echo "warning: could not start PostgreSQL; its tests will fail or skip" >&2
     fi
 fi
 

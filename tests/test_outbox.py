@@ -9,9 +9,9 @@ import time
 from collections import defaultdict
 
 import pytest
-from _outbox_helpers import fast_config, run_worker_until, status_is
 
 import relaybox
+from _outbox_helpers import fast_config, run_worker_until, status_is
 from relaybox.models import Outcome, Status
 from relaybox.outbox import transitions as tr
 from relaybox.outbox.guid import part_guid
