@@ -60,6 +60,7 @@ class ChannelConfig:
     parts_per_second: float | None = None  # pacing for the whole channel (None = unpaced)
     thread_parts_per_second: float | None = None  # pacing per conversation thread
     url: str | None = None  # webhook only
+    status_url: str | None = None  # webhook only: GET ?guid=... answers reconcile questions
     dedup: bool = True  # the far end deduplicates by GUID (webhook: honours Idempotency-Key)
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -75,10 +76,47 @@ class WorkerConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """``[audit]``: how failures are recorded (see docs/operations.md)."""
+
+    max_payload_bytes: int = 16_384  # larger payloads are cut, with their size and SHA-256
+    record_timeout_seconds: float = 5.0  # past this, the record goes to the log instead
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """``[health]``: thresholds past which ``relaybox health`` exits non-zero."""
+
+    window_seconds: float = 3600.0  # failure rate and failure counts look this far back
+    max_queue_depth: int = 10_000
+    max_oldest_queued_seconds: float = 600.0
+    max_failure_rate: float = 0.1  # failed / finished deliveries in the window, 0..1
+    max_unknown: int = 0  # deliveries parked for an operator
+    max_gaps: int = 0  # inbound messages with no reply (silent loss)
+    gap_age_seconds: float = 300.0  # an inbound message is a gap once unanswered this long
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """``[retention]``: age in days after which history is pruned; 0 keeps it forever."""
+
+    deliveries_days: float = 30.0  # finished deliveries, with their parts and attempts
+    attempts_days: float = 30.0
+    failures_days: float = 30.0
+    inbound_days: float = 30.0
+    batch_size: int = 500  # rows per delete transaction: the store is never locked for long
+    interval_seconds: float = 3600.0  # how often a worker prunes
+    enabled: bool = True  # whether workers prune at all
+
+
+@dataclass(frozen=True)
 class Config:
     store_url: str | None = None
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     channels: dict[str, ChannelConfig] = field(default_factory=dict)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     source: str = "(defaults)"
 
     def channel(self, name: str) -> ChannelConfig:
@@ -119,7 +157,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def parse_config(data: dict[str, Any], source: str = "(inline)") -> Config:
-    _only_keys(data, {"store", "worker", "channels"}, "", source)
+    _only_keys(data, {"store", "worker", "channels", *_SECTIONS}, "", source)
     store = _table(data, "store", source)
     _only_keys(store, {"url"}, "store.", source)
     store_url = store.get("url")
@@ -130,7 +168,21 @@ def parse_config(data: dict[str, Any], source: str = "(inline)") -> Config:
     channels = {
         name: _channel(name, body, source) for name, body in channels_table.items()
     } or default_config().channels
-    return Config(store_url=store_url, worker=worker, channels=channels, source=source)
+    sections = {
+        key: _build(kind, _table(data, key, source), f"{key}.", source)
+        for key, kind in _SECTIONS.items()
+    }
+    return Config(
+        store_url=store_url, worker=worker, channels=channels, source=source, **sections
+    )
+
+
+# Plain sections: every key is a field of the dataclass, checked by _check_value.
+_SECTIONS: dict[str, type[Any]] = {
+    "audit": AuditConfig,
+    "health": HealthConfig,
+    "retention": RetentionConfig,
+}
 
 
 def _channel(name: str, body: Any, source: str) -> ChannelConfig:
@@ -155,8 +207,12 @@ def _channel(name: str, body: Any, source: str) -> ChannelConfig:
     if transport == "webhook":
         if not channel.url or not channel.url.startswith(("http://", "https://")):
             raise ConfigError(f"{source}: {prefix}url must be an http:// or https:// URL")
-    elif channel.url is not None:
-        raise ConfigError(f"{source}: {prefix}url applies to webhook channels only")
+        if channel.status_url is not None and not channel.status_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ConfigError(f"{source}: {prefix}status_url must be an http:// or https:// URL")
+    elif channel.url is not None or channel.status_url is not None:
+        raise ConfigError(f"{source}: {prefix}url and status_url apply to webhook channels only")
     return channel
 
 
@@ -165,7 +221,15 @@ _POSITIVE = {
     "shutdown_grace_seconds", "expire_interval_seconds", "max_attempts",
     "backoff_base_seconds", "backoff_max_seconds", "max_part_bytes", "max_parts",
     "send_timeout_seconds", "parts_per_second", "thread_parts_per_second",
+    "max_payload_bytes", "record_timeout_seconds", "window_seconds",
+    "max_oldest_queued_seconds", "gap_age_seconds", "batch_size", "interval_seconds",
 }  # fmt: skip
+# Zero is meaningful here: "alert on any" for thresholds, "keep forever" for retention ages.
+_NON_NEGATIVE = {
+    "max_queue_depth", "max_unknown", "max_gaps", "deliveries_days", "attempts_days",
+    "failures_days", "inbound_days",
+}  # fmt: skip
+_FRACTIONS = {"jitter", "max_failure_rate"}
 
 
 def _build(kind: type[Any], values: dict[str, Any], prefix: str, source: str, **fixed: Any) -> Any:
@@ -191,11 +255,11 @@ def _check_value(key: str, value: Any, default: Any, prefix: str, source: str) -
         ):
             raise ConfigError(f"{where} must be a table of strings")
         return value
-    if isinstance(default, str) or key == "url":
+    if isinstance(default, str) or key in ("url", "status_url"):
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where} must be a non-empty string (got {value!r})")
         return value
-    if key == "jitter":
+    if key in _FRACTIONS:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
             raise ConfigError(f"{where} must be a number between 0 and 1 (got {value!r})")
         return float(value)
@@ -203,6 +267,8 @@ def _check_value(key: str, value: Any, default: Any, prefix: str, source: str) -
         raise ConfigError(f"{where} must be a number (got {value!r})")
     if key == "max_age_seconds" and value < 0:
         raise ConfigError(f"{where} must be 0 (never expire) or more (got {value!r})")
+    if key in _NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{where} must be 0 or more (got {value!r})")
     if key in _POSITIVE and value <= 0:
         raise ConfigError(f"{where} must be greater than 0 (got {value!r})")
     if isinstance(default, int) and not isinstance(default, bool):

@@ -192,8 +192,11 @@ surfaced), or ``"surface_and_hang"`` to surface the part and then answer nothing
 ambiguous send: the user has it, the sender cannot know).
 """
 
-StatusBehaviour: TypeAlias = Callable[[str], Response | None]
-"""Consulted for each ``GET /status`` with the GUID asked about; ``None`` = answer normally."""
+StatusBehaviour: TypeAlias = Callable[[str], Response | Literal["hang"] | None]
+"""Consulted for each ``GET /status`` with the GUID asked about.
+
+Return ``None`` to answer normally, a :data:`Response` to answer that, ``"hang"`` to answer nothing.
+"""
 
 _MAX_BODY_BYTES = 16 * 1024 * 1024
 
@@ -209,6 +212,7 @@ def json_response(status: int, data: Any, headers: dict[str, str] | None = None)
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog: many concurrent senders
     block_on_close = False  # LoopbackReceiver.stop() waits for handlers itself, boundedly
     receiver: LoopbackReceiver
 
@@ -297,7 +301,7 @@ class LoopbackReceiver:
             raise RuntimeError("LoopbackReceiver already started")
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},
             name=f"loopback-receiver-{self.port}",
             daemon=True,
         )
@@ -430,7 +434,8 @@ class LoopbackReceiver:
             self.wire.append(body)
             self.wire_headers.append(headers)
             self._cond.notify_all()
-            canned = self._fail_next.pop(0) if self._fail_next else None
+            valid = isinstance(key, str) and bool(key)
+            canned = self._fail_next.pop(0) if valid and self._fail_next else None
         if not isinstance(key, str) or not key:
             self._respond(handler, json_response(400, {"error": "no Idempotency-Key"}))
             return
@@ -508,7 +513,10 @@ class LoopbackReceiver:
             self._cond.notify_all()
         if self.status_behaviour is not None:
             canned = self.status_behaviour(guid)
-            if canned is not None:
+            if canned == "hang":
+                self._hang(handler)
+                return
+            if isinstance(canned, tuple):
                 self._respond(handler, canned)
                 return
         with self._cond:

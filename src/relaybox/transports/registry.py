@@ -16,6 +16,7 @@ def build_transport(channel: ChannelConfig) -> Transport:
             dedup=channel.dedup,
             timeout_seconds=channel.send_timeout_seconds,
             headers=channel.headers,
+            status_url=channel.status_url,
         )
     if channel.transport == "console":
         from relaybox.transports.console import ConsoleTransport
