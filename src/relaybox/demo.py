@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.panel import Panel
@@ -42,7 +42,7 @@ def run_demo(*, keep: bool = True) -> int:
     db_url = f"sqlite:///{workdir}/demo.db"
     phone_answers: dict[str, int] = {"part3": 0}
 
-    def phone(body: dict[str, Any]) -> str | None:
+    def phone(body: dict[str, Any]) -> Literal["surface_and_hang"] | None:
         # The first copy of part 3 reaches the screen, but the answer never gets back.
         if body.get("index") == 2 and phone_answers["part3"] == 0:
             phone_answers["part3"] += 1
