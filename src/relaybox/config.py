@@ -110,6 +110,25 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class StepsConfig:
+    """``[steps]``: idempotent tool steps (see docs/steps.md)."""
+
+    lease_seconds: float = 30.0  # a crashed run's step is retried or flagged after about this
+    retention_seconds: float = 604_800.0  # a stored outcome is replayed for 7 days, then pruned
+    wait_timeout_seconds: float = 60.0  # a duplicate run waits this long for the first one
+    poll_interval_seconds: float = 0.05  # how often a waiting duplicate looks again
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """``[memory]``: size limits of scoped memory (see docs/memory.md)."""
+
+    max_document_bytes: int = 65_536  # one working-memory document, as UTF-8 JSON
+    max_note_bytes: int = 8_192
+    max_message_bytes: int = 65_536
+
+
+@dataclass(frozen=True)
 class Config:
     store_url: str | None = None
     worker: WorkerConfig = field(default_factory=WorkerConfig)
@@ -117,6 +136,8 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    steps: StepsConfig = field(default_factory=StepsConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     source: str = "(defaults)"
 
     def channel(self, name: str) -> ChannelConfig:
@@ -182,6 +203,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "audit": AuditConfig,
     "health": HealthConfig,
     "retention": RetentionConfig,
+    "steps": StepsConfig,
+    "memory": MemoryConfig,
 }
 
 
@@ -223,6 +246,8 @@ _POSITIVE = {
     "send_timeout_seconds", "parts_per_second", "thread_parts_per_second",
     "max_payload_bytes", "record_timeout_seconds", "window_seconds",
     "max_oldest_queued_seconds", "gap_age_seconds", "batch_size", "interval_seconds",
+    "retention_seconds", "wait_timeout_seconds", "max_document_bytes", "max_note_bytes",
+    "max_message_bytes",
 }  # fmt: skip
 # Zero is meaningful here: "alert on any" for thresholds, "keep forever" for retention ages.
 _NON_NEGATIVE = {
