@@ -71,6 +71,10 @@ class Connector(Protocol):
 
     def is_disconnect(self, error: BaseException) -> bool: ...
 
+    def is_unavailable(self, error: BaseException) -> bool:
+        """The store cannot serve right now (disk full, locked, I/O error, connection lost)."""
+        ...
+
     def close(self, conn: Any) -> None: ...
 
     def describe(self) -> str: ...
@@ -190,7 +194,7 @@ class Store:
             if ok:
                 job.future.set_result(value)
             else:
-                job.future.set_exception(value)
+                job.future.set_exception(self._translate(value))
 
     def _run_units(
         self, conn: Any, tx: Tx, jobs: Sequence[_Job[Any]]
@@ -233,18 +237,24 @@ class Store:
                 log.warning("rollback failed, reconnecting: %s", _one_line(rollback_error))
                 self._safe_close()
                 self._conn = None
-        if isinstance(error, StoreUnavailable):
-            wrapped: BaseException = error
-        elif disconnected:
-            wrapped = StoreUnavailable(f"store connection lost: {_one_line(error)}")
+        if disconnected:
+            wrapped: BaseException = StoreUnavailable(f"store connection lost: {_one_line(error)}")
             wrapped.__cause__ = error
         else:
-            wrapped = error
+            wrapped = self._translate(error)
         if isinstance(wrapped, StoreUnavailable):
             # Do not hammer a store that is restarting: the next batch reconnects.
             time.sleep(0.05)
         for job in jobs:
             job.future.set_exception(wrapped)
+
+    def _translate(self, error: BaseException) -> BaseException:
+        """Database trouble (disk full, locked, I/O) reaches callers as StoreUnavailable."""
+        if isinstance(error, StoreUnavailable) or not self.connector.is_unavailable(error):
+            return error
+        wrapped = StoreUnavailable(f"store {self.connector.describe()} failed: {_one_line(error)}")
+        wrapped.__cause__ = error
+        return wrapped
 
     def _safe_close(self) -> None:
         try:

@@ -73,6 +73,10 @@ class PostgresConnector:
         state = error.sqlstate
         return state is None or state.startswith("08") or state in _SHUTDOWN_STATES
 
+    def is_unavailable(self, error: BaseException) -> bool:
+        # OperationalError covers lost connections, disk full (53xxx), lock and statement timeouts.
+        return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
+
     def close(self, conn: Any) -> None:
         conn.close()
 

@@ -81,6 +81,10 @@ class SqliteConnector:
         # A local file has no connection to lose; I/O errors surface as OperationalError.
         return isinstance(error, sqlite3.ProgrammingError) and "closed" in str(error)
 
+    def is_unavailable(self, error: BaseException) -> bool:
+        # "database or disk is full", "database is locked", "disk I/O error", ...
+        return isinstance(error, sqlite3.OperationalError) or self.is_disconnect(error)
+
     def close(self, conn: Any) -> None:
         conn.close()
 
