@@ -77,7 +77,12 @@ def claim(
             "now": now,
             "lease_until": now + lease_seconds,
         }
-        rows = tx.fetch_all("claim_deliveries", params)
+        # Two statements: the first picks thread heads (on PostgreSQL it also locks their
+        # threads), the second re-checks them under those locks and takes them.
+        heads = [int(r["id"]) for r in tx.fetch_all("claimable_heads", params)]
+        if not heads:
+            return []
+        rows = tx.fetch_all("claim_deliveries", {**params, "ids": heads})
         if not rows:
             return []
         ids = [int(r["id"]) for r in rows]

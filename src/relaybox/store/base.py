@@ -179,10 +179,7 @@ class Store:
         if not jobs:
             return
         try:
-            if self._conn is None:
-                self._conn = self._connect()
-            conn = self._conn
-            self.connector.begin(conn, write=any(job.write for job in jobs))
+            conn = self._begin(write=any(job.write for job in jobs))
             tx = self.connector.make_tx(conn)
             outcomes, commit = self._run_units(conn, tx, jobs)
             if commit:
@@ -195,6 +192,26 @@ class Store:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(self._translate(value))
+
+    def _begin(self, *, write: bool) -> Any:
+        """Open the batch's transaction, reconnecting first if needed.
+
+        A connection that died while idle (server restart, pg_terminate_backend) is only
+        noticed here; nothing of the batch has run yet, so reconnecting once and beginning
+        again is safe and spares the batch's callers an error.
+        """
+        if self._conn is None:
+            self._conn = self._connect()
+        try:
+            self.connector.begin(self._conn, write=write)
+        except Exception as error:
+            if not self.connector.is_disconnect(error):
+                raise
+            log.info("store connection was lost while idle; reconnecting: %s", _one_line(error))
+            self._safe_close()
+            self._conn = self._connect()
+            self.connector.begin(self._conn, write=write)
+        return self._conn
 
     def _run_units(
         self, conn: Any, tx: Tx, jobs: Sequence[_Job[Any]]
@@ -236,7 +253,7 @@ class Store:
             except Exception as rollback_error:  # noqa: BLE001 - logged, then reconnect
                 log.warning("rollback failed, reconnecting: %s", _one_line(rollback_error))
                 self._safe_close()
-                self._conn = None
+                disconnected = True
         if disconnected:
             wrapped: BaseException = StoreUnavailable(f"store connection lost: {_one_line(error)}")
             wrapped.__cause__ = error

@@ -1,16 +1,45 @@
-"""PostgreSQL driver (psycopg 3): one connection per store writer, ``synchronous_commit=on``."""
+"""PostgreSQL driver (psycopg 3): one connection per store writer, ``synchronous_commit=on``.
+
+Why psycopg 3 and one connection rather than asyncpg or a pool: see docs/postgres.md.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from relaybox.store.base import Params, Row
 from relaybox.store.queries import load_queries
 
+# 57P01 admin shutdown / pg_terminate_backend, 57P02 crash shutdown, 57P03 cannot connect now.
 _SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})
+
+# Notice a silently dead server (a machine gone, a network cut) in about half a minute
+# instead of the kernel's default of hours. Any of these in the URL wins.
+_CONNECT_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
+def connect_kwargs(url: str, role: str) -> dict[str, Any]:
+    """Connection settings for ``url``: our defaults, unless the URL sets them itself.
+
+    ``application_name`` is ``relaybox-<role>-<pid>`` so an operator (or a test) finds a
+    process's connections in ``pg_stat_activity``; the pid is also part of the worker id.
+    """
+    given = conninfo_to_dict(url)
+    kwargs = {key: value for key, value in _CONNECT_DEFAULTS.items() if key not in given}
+    if "application_name" not in given:
+        kwargs["application_name"] = f"relaybox-{role}-{os.getpid()}"
+    return kwargs
 
 
 class PostgresTx:
@@ -38,8 +67,9 @@ class PostgresTx:
 class PostgresConnector:
     dialect = "postgres"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, role: str = "store") -> None:
         self.url = url
+        self.role = role
         self._queries = load_queries("postgres")
 
     def describe(self) -> str:
@@ -47,13 +77,15 @@ class PostgresConnector:
 
     def connect(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] = psycopg.connect(
-            self.url, autocommit=True, row_factory=dict_row, connect_timeout=10
+            self.url, autocommit=True, row_factory=dict_row, **connect_kwargs(self.url, self.role)
         )
         conn.execute("SET synchronous_commit = on")
         return conn
 
     def begin(self, conn: psycopg.Connection[Any], *, write: bool) -> None:
-        conn.execute("BEGIN")
+        # Stated, not inherited from the server's default: the claim relies on each statement
+        # taking a fresh snapshot (see claim_deliveries in sql/postgres/outbox.sql).
+        conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
 
     def commit(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute("COMMIT")
@@ -74,7 +106,8 @@ class PostgresConnector:
         return state is None or state.startswith("08") or state in _SHUTDOWN_STATES
 
     def is_unavailable(self, error: BaseException) -> bool:
-        # OperationalError covers lost connections, disk full (53xxx), lock and statement timeouts.
+        # OperationalError covers lost connections, disk full (53xxx), deadlocks and
+        # serialization failures (40xxx), lock and statement timeouts, cancelled queries.
         return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError)
 
     def close(self, conn: Any) -> None:

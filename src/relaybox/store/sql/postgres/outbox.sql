@@ -3,14 +3,19 @@
 -- once another worker has claimed the delivery, the old worker's writes change nothing.
 
 -- name: insert_delivery
-INSERT INTO deliveries (
-    reply_key, content_hash, channel, thread_id, recipient, resource_id, correlation_id,
-    status, part_count, max_attempts, created_at, updated_at, available_at, expires_at)
-VALUES (
-    :reply_key, :content_hash, :channel, :thread_id, :recipient, :resource_id, :correlation_id,
-    'queued', :part_count, :max_attempts, :now, :now, :now, :expires_at)
-ON CONFLICT (reply_key) DO NOTHING
-RETURNING *;
+-- pg_notify wakes listening workers (worker/notifier.py) when this transaction commits; it is
+-- discarded if the enqueue rolls back. The payload is the channel name.
+WITH inserted AS (
+    INSERT INTO deliveries (
+        reply_key, content_hash, channel, thread_id, recipient, resource_id, correlation_id,
+        status, part_count, max_attempts, created_at, updated_at, available_at, expires_at)
+    VALUES (
+        :reply_key, :content_hash, :channel, :thread_id, :recipient, :resource_id,
+        :correlation_id, 'queued', :part_count, :max_attempts, :now, :now, :now, :expires_at)
+    ON CONFLICT (reply_key) DO NOTHING
+    RETURNING *)
+SELECT inserted.*, pg_notify('relaybox_deliveries', inserted.channel) AS woke_workers
+FROM inserted;
 
 -- name: insert_part
 INSERT INTO delivery_parts (delivery_id, part_index, guid, body)
@@ -46,11 +51,41 @@ WHERE channel = :channel AND thread_id = :thread_id
   AND id < :superseded_by
 RETURNING id;
 
--- name: claim_deliveries
--- Claim up to :limit deliveries that are heads of their thread (no older active delivery in
--- the same channel and thread): that keeps one delivery in flight per thread, in enqueue order.
+-- name: claimable_heads
+-- Claim, step 1 of 2: up to :limit deliveries that are heads of their thread (no older active
+-- delivery in the same channel and thread, and no other delivery of the thread being sent under
+-- a live lease), and a transaction-level advisory lock on each one's thread. A thread another
+-- claimer has locked is skipped, like a row under SKIP LOCKED. The lock key is (1919251576,
+-- hashtext(channel/thread)); a hash collision only makes two threads take turns.
 -- A 'sending' delivery whose lease lapsed (its worker died) is claimed again.
 -- A worker claims only the channels it has transports for (:channels).
+SELECT head.id
+FROM (
+    SELECT d.id, d.channel, d.thread_id
+    FROM deliveries d
+    WHERE d.status IN ('queued', 'sending')
+      AND d.channel = ANY(:channels)
+      AND d.available_at <= :now
+      AND (d.status = 'queued' OR d.lease_expires_at < :now)
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries e
+          WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+            AND e.status IN ('queued', 'sending') AND e.id < d.id)
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries e
+          WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+            AND e.status = 'sending' AND e.lease_expires_at >= :now AND e.id <> d.id)
+    ORDER BY d.available_at, d.id
+    LIMIT :limit
+) AS head
+WHERE pg_try_advisory_xact_lock(1919251576, hashtext(head.channel || '/' || head.thread_id));
+
+-- name: claim_deliveries
+-- Claim, step 2 of 2: re-check the heads picked in step 1 and take them. Under READ COMMITTED
+-- this statement reads a snapshot taken after the thread locks were granted, so it sees every
+-- claim committed by the lock's previous holder; one snapshot for both steps would let two
+-- claimers each see their own head (e.g. when enqueues commit out of id order) and put two
+-- deliveries of one thread in flight.
 UPDATE deliveries
 SET status = 'sending',
     lease_owner = :worker_id,
@@ -60,16 +95,18 @@ SET status = 'sending',
     updated_at = :now
 WHERE id IN (
     SELECT d.id FROM deliveries d
-    WHERE d.status IN ('queued', 'sending')
-      AND d.channel = ANY(:channels)
+    WHERE d.id = ANY(:ids)
+      AND d.status IN ('queued', 'sending')
       AND d.available_at <= :now
       AND (d.status = 'queued' OR d.lease_expires_at < :now)
       AND NOT EXISTS (
           SELECT 1 FROM deliveries e
           WHERE e.channel = d.channel AND e.thread_id = d.thread_id
             AND e.status IN ('queued', 'sending') AND e.id < d.id)
-    ORDER BY d.available_at, d.id
-    LIMIT :limit
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries e
+          WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+            AND e.status = 'sending' AND e.lease_expires_at >= :now AND e.id <> d.id)
     FOR UPDATE SKIP LOCKED)
 RETURNING *;
 
@@ -116,17 +153,22 @@ VALUES (
 
 -- name: release_delivery
 -- Give a delivery back to the queue (retry later, wait out a rate limit, shut down).
--- :refund = 1 when the run should not count as an attempt.
-UPDATE deliveries
-SET status = 'queued',
-    lease_owner = NULL,
-    lease_expires_at = NULL,
-    available_at = :available_at,
-    attempts = attempts - :refund,
-    in_flight_index = CASE WHEN :clear_in_flight::boolean THEN NULL ELSE in_flight_index END,
-    last_error = coalesce(:error::text, last_error),
-    updated_at = :now
-WHERE id = :id AND lease_epoch = :epoch AND status = 'sending';
+-- :refund = 1 when the run should not count as an attempt. One row per released delivery;
+-- one available now wakes listening workers when the transaction commits.
+WITH released AS (
+    UPDATE deliveries
+    SET status = 'queued',
+        lease_owner = NULL,
+        lease_expires_at = NULL,
+        available_at = :available_at,
+        attempts = attempts - :refund,
+        in_flight_index = CASE WHEN :clear_in_flight::boolean THEN NULL ELSE in_flight_index END,
+        last_error = coalesce(:error::text, last_error),
+        updated_at = :now
+    WHERE id = :id AND lease_epoch = :epoch AND status = 'sending'
+    RETURNING channel, available_at)
+SELECT CASE WHEN available_at <= :now THEN pg_notify('relaybox_deliveries', channel) END
+FROM released;
 
 -- name: finish_delivery
 -- End a run in a final status: failed, expired or unknown.
@@ -147,11 +189,15 @@ WHERE id = :id AND status IN ('queued', 'sending');
 
 -- name: requeue_delivery
 -- Operator action: send a failed, expired or parked delivery again from its cursor.
-UPDATE deliveries
-SET status = 'queued', attempts = 0, available_at = :now, finished_at = NULL,
-    start_index = start_index + :skip_parts, in_flight_index = NULL, updated_at = :now,
-    last_error = :reason
-WHERE id = :id AND status IN ('failed', 'unknown', 'expired');
+-- One row if requeued; listening workers are woken when the transaction commits.
+WITH requeued AS (
+    UPDATE deliveries
+    SET status = 'queued', attempts = 0, available_at = :now, finished_at = NULL,
+        start_index = start_index + :skip_parts, in_flight_index = NULL, updated_at = :now,
+        last_error = :reason
+    WHERE id = :id AND status IN ('failed', 'unknown', 'expired')
+    RETURNING channel)
+SELECT pg_notify('relaybox_deliveries', channel) FROM requeued;
 
 -- name: expire_stale_queued
 -- Replies past their max age are expired rather than sent late.

@@ -46,11 +46,32 @@ WHERE channel = :channel AND thread_id = :thread_id
   AND id < :superseded_by
 RETURNING id;
 
--- name: claim_deliveries
--- Claim up to :limit deliveries that are heads of their thread (no older active delivery in
--- the same channel and thread): that keeps one delivery in flight per thread, in enqueue order.
+-- name: claimable_heads
+-- Claim, step 1 of 2: up to :limit deliveries that are heads of their thread (no older active
+-- delivery in the same channel and thread, and no other delivery of the thread being sent under
+-- a live lease): that keeps one delivery in flight per thread, in enqueue order.
 -- A 'sending' delivery whose lease lapsed (its worker died) is claimed again.
 -- A worker claims only the channels it has transports for (:channels).
+-- (PostgreSQL also locks each head's thread here; SQLite's BEGIN IMMEDIATE serialises claims.)
+SELECT d.id
+FROM deliveries d
+WHERE d.status IN ('queued', 'sending')
+  AND d.channel IN (SELECT value FROM json_each(:channels))
+  AND d.available_at <= :now
+  AND (d.status = 'queued' OR d.lease_expires_at < :now)
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries e
+      WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+        AND e.status IN ('queued', 'sending') AND e.id < d.id)
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries e
+      WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+        AND e.status = 'sending' AND e.lease_expires_at >= :now AND e.id <> d.id)
+ORDER BY d.available_at, d.id
+LIMIT :limit;
+
+-- name: claim_deliveries
+-- Claim, step 2 of 2: re-check the heads picked in step 1 and take them.
 UPDATE deliveries
 SET status = 'sending',
     lease_owner = :worker_id,
@@ -60,16 +81,18 @@ SET status = 'sending',
     updated_at = :now
 WHERE id IN (
     SELECT d.id FROM deliveries d
-    WHERE d.status IN ('queued', 'sending')
-      AND d.channel IN (SELECT value FROM json_each(:channels))
+    WHERE d.id IN (SELECT value FROM json_each(:ids))
+      AND d.status IN ('queued', 'sending')
       AND d.available_at <= :now
       AND (d.status = 'queued' OR d.lease_expires_at < :now)
       AND NOT EXISTS (
           SELECT 1 FROM deliveries e
           WHERE e.channel = d.channel AND e.thread_id = d.thread_id
             AND e.status IN ('queued', 'sending') AND e.id < d.id)
-    ORDER BY d.available_at, d.id
-    LIMIT :limit)
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries e
+          WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+            AND e.status = 'sending' AND e.lease_expires_at >= :now AND e.id <> d.id))
 RETURNING *;
 
 -- name: unsent_parts_of_deliveries
