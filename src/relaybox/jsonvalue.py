@@ -1,0 +1,149 @@
+"""Strict JSON values: what relaybox hashes or stores must be plain JSON, nothing Python-only.
+
+Two encoders share one validator:
+
+* :func:`dumps` writes a value for storage (compact, keys sorted) and refuses anything
+  ``json.dumps`` would silently bend: NaN and infinities, non-string keys (``{1: "a"}`` would
+  come back as ``{"1": "a"}``), sets, bytes, arbitrary objects, lone surrogates.
+* :func:`canonical` writes the one text that every equal value maps to, for hashing: keys sorted,
+  no whitespace, and numbers normalised so that ``1``, ``1.0``, ``Decimal("1.00")`` and ``1e0``
+  are written the same way (ECMAScript-style shortest form, as in RFC 8785).
+
+Errors are :class:`NotJSON` with the path of the offending value (``args.items[2]``), so a
+caller can say exactly what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+MAX_DEPTH = 64  # deeper nesting is almost surely a cycle or a mistake; refuse it clearly
+
+
+class NotJSON(ValueError):
+    """A value is not plain JSON (the message names where and why)."""
+
+
+def check(value: Any, where: str = "value", *, allow_decimal: bool = False) -> None:
+    """Raise :class:`NotJSON` unless ``value`` is plain JSON."""
+    _walk(value, where, 0, allow_decimal, None)
+
+
+def dumps(value: Any, where: str = "value") -> str:
+    """Validate, then encode compactly with sorted keys (for storage)."""
+    check(value, where)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def canonical(value: Any, where: str = "value") -> str:
+    """The canonical JSON text of ``value``: equal values give identical text."""
+    out: list[str] = []
+    _walk(value, where, 0, True, out)
+    return "".join(out)
+
+
+def _walk(value: Any, where: str, depth: int, allow_decimal: bool, out: list[str] | None) -> None:
+    if depth > MAX_DEPTH:
+        raise NotJSON(f"{where} is nested more than {MAX_DEPTH} levels deep (a cycle?)")
+    if value is None or isinstance(value, bool):
+        if out is not None:
+            out.append("null" if value is None else "true" if value else "false")
+    elif isinstance(value, str):
+        _check_text(value, where)
+        if out is not None:
+            out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, int | float) or (allow_decimal and isinstance(value, Decimal)):
+        text = _number(value, where)
+        if out is not None:
+            out.append(text)
+    elif isinstance(value, list | tuple):
+        if out is not None:
+            out.append("[")
+        for index, item in enumerate(value):
+            if out is not None and index:
+                out.append(",")
+            _walk(item, f"{where}[{index}]", depth + 1, allow_decimal, out)
+        if out is not None:
+            out.append("]")
+    elif isinstance(value, Mapping):
+        for key in value:
+            if not isinstance(key, str):
+                raise NotJSON(
+                    f"{where} has a key {key!r} of type {type(key).__name__};"
+                    " JSON object keys must be strings"
+                )
+            _check_text(key, f"{where} key {key[:40]!r}")
+        if out is not None:
+            out.append("{")
+        for index, key in enumerate(sorted(value)):
+            if out is not None:
+                out.append(("," if index else "") + json.dumps(key, ensure_ascii=False) + ":")
+            _walk(value[key], f"{where}.{key}", depth + 1, allow_decimal, out)
+        if out is not None:
+            out.append("}")
+    else:
+        raise NotJSON(
+            f"{where} is a {type(value).__name__}, which is not a JSON value{_hint(value)}"
+        )
+
+
+def _hint(value: Any) -> str:
+    if isinstance(value, set | frozenset):
+        return " (sets have no order: pass a sorted list)"
+    if isinstance(value, bytes | bytearray):
+        return " (decode bytes to text first)"
+    if isinstance(value, Decimal):
+        return " (convert a Decimal to str or float)"
+    return ""
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise NotJSON(
+            f"{where} is not valid UTF-8 text (lone surrogate at position {error.start})"
+        ) from None
+
+
+def _number(value: float | Decimal, where: str) -> str:
+    """Shortest canonical text of a finite number; equal numbers give the same text."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NotJSON(f"{where} is {value!r}; JSON numbers must be finite")
+        exact = Decimal(repr(value))  # the shortest decimal that round-trips to this float
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise NotJSON(f"{where} is Decimal({str(value)!r}); JSON numbers must be finite")
+        exact = value
+    else:
+        try:
+            exact = Decimal(value)
+        except ValueError as error:  # beyond the interpreter's integer-to-text limit
+            raise NotJSON(f"{where} is an integer too large to encode: {error}") from None
+    sign, digit_tuple, exponent = exact.as_tuple()
+    assert isinstance(exponent, int)  # finite numbers only, checked above
+    digits = "".join(map(str, digit_tuple)).lstrip("0")
+    if not digits:
+        return "0"  # 0, -0.0, 0E-5: all zero
+    stripped = digits.rstrip("0")
+    exponent += len(digits) - len(stripped)
+    return ("-" if sign else "") + _layout(stripped, exponent)
+
+
+def _layout(digits: str, exponent: int) -> str:
+    """Place the decimal point as ECMAScript's Number#toString does."""
+    point = len(digits) + exponent  # position of the decimal point from the left
+    if exponent >= 0 and point <= 21:
+        return digits + "0" * exponent
+    if 0 < point <= 21:
+        return digits[:point] + "." + digits[point:]
+    if -6 < point <= 0:
+        return "0." + "0" * -point + digits
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    power = point - 1
+    return f"{mantissa}e{'+' if power > 0 else '-'}{abs(power)}"

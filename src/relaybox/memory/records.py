@@ -1,0 +1,51 @@
+"""Shared checks and row mapping for notes and history (text size, JSON metadata)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from relaybox.jsonvalue import NotJSON, dumps
+from relaybox.memory.errors import InvalidMemory
+
+
+def check_text(what: str, text: object, max_bytes: int, limit_name: str) -> str:
+    if not isinstance(text, str):
+        raise InvalidMemory(f"{what} must be text, not {type(text).__name__}")
+    if not text.strip():
+        raise InvalidMemory(f"{what} is empty")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as error:
+        raise InvalidMemory(
+            f"{what} is not valid UTF-8 text (lone surrogate at position {error.start})"
+        ) from None
+    if size > max_bytes:
+        raise InvalidMemory(f"{what} is {size} bytes; the limit is {max_bytes} ({limit_name})")
+    if "\x00" in text:
+        raise InvalidMemory(f"{what} contains a NUL character")
+    return text
+
+
+def encode_metadata(metadata: object, max_bytes: int) -> str | None:
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise InvalidMemory(f"metadata must be a JSON object, not {type(metadata).__name__}")
+    try:
+        text = dumps(metadata, "metadata")
+    except NotJSON as error:
+        raise InvalidMemory(str(error)) from None
+    if len(text.encode("utf-8")) > max_bytes:
+        raise InvalidMemory(f"metadata is over {max_bytes} bytes as JSON")
+    return text
+
+
+def decode_metadata(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else dict(json.loads(text))
+
+
+def check_limit(limit: object) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidMemory(f"limit must be a whole number of at least 1 (got {limit!r})")

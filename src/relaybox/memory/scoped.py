@@ -1,0 +1,36 @@
+"""One person's memory in one conversation: the only way agent code reaches memory."""
+
+from __future__ import annotations
+
+from relaybox.config import MemoryConfig
+from relaybox.memory.history import History
+from relaybox.memory.notes import Notes
+from relaybox.memory.scope import Scope, require_scope
+from relaybox.memory.working import RESOURCE_WIDE, WorkingMemoryHandle
+from relaybox.store import Store
+
+
+class ScopedMemory:
+    """Memory bound to a :class:`Scope`; every read and write stays inside it.
+
+    >>> mem = rb.memory(Scope("+15550100", "chat-42"))                  # doctest: +SKIP
+    >>> await mem.working.merge({"name": "Ada", "city": "Paris"})       # doctest: +SKIP
+    >>> await mem.history.append("user", "Book me a table for two")     # doctest: +SKIP
+    >>> await mem.notes.add("prefers window seats")                     # doctest: +SKIP
+
+    ``working`` is the person's document, shared by all their chats; ``thread_working`` is a
+    separate document for this person in this thread only.
+    """
+
+    def __init__(self, store: Store, scope: Scope, limits: MemoryConfig | None = None) -> None:
+        self.scope = require_scope(scope)
+        limits = limits or MemoryConfig()
+        resource_id = self.scope.resource_id
+        self.working = WorkingMemoryHandle(
+            store, resource_id, RESOURCE_WIDE, limits.max_document_bytes
+        )
+        self.thread_working = WorkingMemoryHandle(
+            store, resource_id, self.scope.thread_id, limits.max_document_bytes
+        )
+        self.notes = Notes(store, self.scope, limits)
+        self.history = History(store, self.scope, limits)
