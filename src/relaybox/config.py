@@ -69,7 +69,8 @@ class ChannelConfig:
 class WorkerConfig:
     concurrency: int = 64
     lease_seconds: float = 5.0  # a dead worker's deliveries are resumed within about this
-    poll_interval_seconds: float = 0.05
+    # None: 0.05 s, or 1 s on PostgreSQL while LISTEN/NOTIFY wakes the worker (docs/postgres.md)
+    poll_interval_seconds: float | None = None
     claim_batch: int = 64
     shutdown_grace_seconds: float = 10.0
     expire_interval_seconds: float = 5.0

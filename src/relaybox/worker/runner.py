@@ -11,9 +11,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from relaybox.config import ChannelConfig
+from relaybox.errors import StoreUnavailable
 from relaybox.models import Delivery, Outcome, Part, Status
 from relaybox.outbox import transitions as tr
 from relaybox.outbox.backoff import retry_delay
@@ -33,6 +34,19 @@ from relaybox.transports.base import (
 from relaybox.worker.pacing import Pacer
 
 log = logging.getLogger("relaybox.worker")
+
+
+class CursorWriteFailed(StoreUnavailable):
+    """A part was sent, but the store failed while recording it (cursor not known to move).
+
+    The send counts as ambiguous: the next run resends the part under the same GUID (a
+    deduplicating transport drops the copy) or reconciles it. ``attempt`` is the attempt row
+    that could not be written, for the worker to record once the store is back.
+    """
+
+    def __init__(self, message: str, attempt: tr.AttemptRecord) -> None:
+        super().__init__(message)
+        self.attempt = attempt
 
 
 @dataclass
@@ -132,9 +146,18 @@ class DeliveryRunner:
                 clear_in_flight=True,
             )
         attempt = self._attempt(part, started, str(result.outcome), None, result.message_id)
-        return await self.ctx.store.run(
-            tr.record_sent(self.lease, part.index, str(result.outcome), result.message_id, attempt)
-        )
+        try:
+            return await self.ctx.store.run(
+                tr.record_sent(
+                    self.lease, part.index, str(result.outcome), result.message_id, attempt
+                )
+            )
+        except StoreUnavailable as error:
+            note = f"sent, but recording it failed ({error}): an ambiguous send"
+            raise CursorWriteFailed(
+                f"delivery {self.d.id} part {part.index + 1}: {note}",
+                replace(attempt, error=note),
+            ) from error
 
     async def _on_error(self, part: Part, error: TransportError, started: float) -> bool:
         if isinstance(error, RateLimited):

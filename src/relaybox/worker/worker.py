@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 
@@ -26,9 +27,12 @@ from relaybox.transports.registry import build_transports
 from relaybox.worker.expirer import expirer_loop
 from relaybox.worker.heartbeat import heartbeat_loop
 from relaybox.worker.pacing import Pacer
-from relaybox.worker.runner import DeliveryRunner, HeldDelivery, RunnerContext
+from relaybox.worker.notifier import LISTENING_POLL_SECONDS, Notifier, notifier_for
+from relaybox.worker.runner import CursorWriteFailed, DeliveryRunner, HeldDelivery, RunnerContext
 
 log = logging.getLogger("relaybox.worker")
+
+POLL_SECONDS = 0.05  # the claim poll when nothing notifies (SQLite, or LISTEN is down)
 
 
 def new_worker_id() -> str:
@@ -72,6 +76,7 @@ class Worker:
         self._slot_free = asyncio.Event()
         self._pacer = Pacer(config.channels)
         self._ctx = RunnerContext(store, self.worker_id, self._pacer, self._stop.is_set)
+        self.notifier: Notifier | None = notifier_for(store, self.transports, self.notify)
 
     # -- control -----------------------------------------------------------------------
 
@@ -101,12 +106,16 @@ class Worker:
                 expirer_loop(self.store, self.config.worker.expire_interval_seconds, self._stop)
             ),
         ]
+        listener = None if self.notifier is None else asyncio.create_task(self.notifier.run())
         log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
         try:
             await self._claim_loop()
         finally:
             await self._drain()
             self._stop.set()
+            if listener is not None:
+                listener.cancel()
+                background.append(listener)
             await asyncio.gather(*background, return_exceptions=True)
             for transport in self.transports.values():
                 await transport.aclose()
@@ -135,7 +144,7 @@ class Worker:
                 )
             except StoreUnavailable as error:
                 failures += 1
-                delay = min(5.0, cfg.poll_interval_seconds * 2**failures)
+                delay = min(5.0, POLL_SECONDS * 2**failures)
                 log.warning("claim failed (store unavailable), retrying in %.2fs: %s", delay, error)
                 await self._sleep(delay)
                 continue
@@ -143,7 +152,20 @@ class Worker:
             for delivery in claimed:
                 self._start(delivery)
             if len(claimed) < wanted:
-                await self._sleep(cfg.poll_interval_seconds)
+                await self._sleep(self.poll_seconds())
+
+    def poll_seconds(self) -> float:
+        """How long to wait for a wake-up before claiming again.
+
+        The configured ``poll_interval_seconds`` if set; otherwise a slow safety-net poll
+        while LISTEN/NOTIFY wakes this worker (PostgreSQL), and a fast poll when nothing does.
+        """
+        configured = self.config.worker.poll_interval_seconds
+        if configured is not None:
+            return configured
+        if self.notifier is not None and self.notifier.listening:
+            return LISTENING_POLL_SECONDS
+        return POLL_SECONDS
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -170,14 +192,27 @@ class Worker:
             # Typically the store went away mid-run. The part in flight (if any) is resent
             # under the same GUID, or reconciled, by whoever claims the delivery next.
             log.warning("delivery %s stopped: %s", held.lease.delivery_id, error)
-            await self._give_back(held, f"worker error: {error}")
+            attempt = error.attempt if isinstance(error, CursorWriteFailed) else None
+            await self._give_back(held, f"worker error: {error}", attempt, persist=True)
         finally:
             self._held.pop(held.lease.delivery_id, None)
             self._slot_free.set()
             self._wake.set()
 
-    async def _give_back(self, held: HeldDelivery, reason: str) -> None:
-        """Best effort: release now rather than wait for the lease to lapse."""
+    async def _give_back(
+        self,
+        held: HeldDelivery,
+        reason: str,
+        attempt: tr.AttemptRecord | None = None,
+        *,
+        persist: bool = False,
+    ) -> None:
+        """Best effort: release now rather than wait for the lease to lapse.
+
+        With ``persist``, a store that is reconnecting (a restart, a killed connection) is
+        retried while the lease lasts, so the delivery resumes at once and ``attempt`` (a send
+        whose recording failed) still reaches the attempts table.
+        """
         if held.lost:
             return
         unit = tr.release(
@@ -186,15 +221,29 @@ class Worker:
             refund_attempt=True,
             error=reason,
             clear_in_flight=False,  # a send may have begun: keep the mark for reconcile
+            attempt=attempt,
         )
-        try:
-            await asyncio.shield(self.store.run(unit))
-        except Exception as error:  # noqa: BLE001 - best effort; the lease lapses instead
-            log.info(
-                "could not release delivery %s (%s); its lease will lapse",
-                held.lease.delivery_id,
-                error,
-            )
+        deadline = time.monotonic() + (self.config.worker.lease_seconds if persist else 0.0)
+        tries = 0
+        while True:
+            tries += 1
+            wait = POLL_SECONDS * 2**tries
+            try:
+                await asyncio.shield(self.store.run(unit))
+                return
+            except Exception as error:  # noqa: BLE001 - best effort; the lease lapses instead
+                if (
+                    not isinstance(error, StoreUnavailable)
+                    or held.lost
+                    or time.monotonic() + wait > deadline
+                ):
+                    log.info(
+                        "could not release delivery %s (%s); its lease will lapse",
+                        held.lease.delivery_id,
+                        error,
+                    )
+                    return
+            await asyncio.sleep(wait)
 
     async def _drain(self) -> None:
         """Let running deliveries reach a part boundary and release; cancel stragglers."""
