@@ -4,10 +4,12 @@ Every reply reaches the user exactly once and in order; every failure lands wher
 can query it. Start with :func:`relaybox.open` and :class:`relaybox.Worker`.
 """
 
+from relaybox.audit import FailureFilter, FailureReport, JobFailure, record_job_failure
 from relaybox.client import Relaybox, open
 from relaybox.config import ChannelConfig, Config, RetryPolicy, WorkerConfig, load_config
 from relaybox.errors import (
     ConfigError,
+    InvalidInbound,
     InvalidReply,
     InvalidState,
     NotFound,
@@ -16,8 +18,10 @@ from relaybox.errors import (
     StoreUnavailable,
     UnknownChannel,
 )
+from relaybox.inbound import InboundMessage, InboundResult, InboundState
 from relaybox.models import Attempt, Delivery, Outcome, Part, Status
 from relaybox.outbox.enqueue import EnqueueResult
+from relaybox.trace import Trace, TraceEvent
 from relaybox.worker.worker import Worker
 
 __all__ = [
@@ -27,8 +31,15 @@ __all__ = [
     "ConfigError",
     "Delivery",
     "EnqueueResult",
+    "FailureFilter",
+    "FailureReport",
+    "InboundMessage",
+    "InboundResult",
+    "InboundState",
+    "InvalidInbound",
     "InvalidReply",
     "InvalidState",
+    "JobFailure",
     "NotFound",
     "Outcome",
     "Part",
@@ -38,9 +49,12 @@ __all__ = [
     "RetryPolicy",
     "Status",
     "StoreUnavailable",
+    "Trace",
+    "TraceEvent",
     "UnknownChannel",
     "Worker",
     "WorkerConfig",
     "load_config",
     "open",
+    "record_job_failure",
 ]

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
+from relaybox import inbound as _inbound
+from relaybox import trace as _trace
+from relaybox.audit import FailureAuditor, FailureFilter, FailureReport, JobFailure
+from relaybox.audit.query import list_failures
 from relaybox.config import Config, load_config
+from relaybox.inbound import InboundMessage, InboundResult
 from relaybox.models import Attempt, Delivery, Status
 from relaybox.outbox import inspect, transitions
 from relaybox.outbox.enqueue import EnqueueResult, EnqueueUnit, build_request
@@ -27,6 +34,7 @@ class Relaybox:
     def __init__(self, store: Store, config: Config) -> None:
         self.store = store
         self.config = config
+        self._auditor = FailureAuditor(store, config.audit)
 
     async def enqueue(
         self,
@@ -73,6 +81,153 @@ class Relaybox:
     async def cancel(self, delivery_id: int, reason: str = "cancelled") -> Delivery:
         """Cancel a queued delivery (or stop a sending one at its next part boundary)."""
         return await self.store.run(transitions.cancel(delivery_id, reason))
+
+    # -- inbound messages and correlation (C4) ------------------------------------------
+
+    async def record_inbound(
+        self,
+        *,
+        channel: str,
+        external_id: str,
+        thread_id: str,
+        resource_id: str,
+        text: str | bytes | None = None,
+        meta: dict[str, Any] | None = None,
+        correlation_id: str | None = None,
+        reply: Sequence[str | bytes] | None = None,
+        reply_key: str | None = None,
+    ) -> InboundResult:
+        """Record a message the agent received, once per platform message id.
+
+        ``result.duplicate`` is True if this ``(channel, external_id)`` was recorded before
+        (a retried webhook, a replay after a restart): don't answer it again. Everything the
+        message causes should carry ``result.correlation_id``. With ``reply`` (parts), the
+        reply is enqueued to ``resource_id`` in ``thread_id`` in the same transaction.
+
+        >>> got = await rb.record_inbound(channel="sms", external_id="SM81",   # doctest: +SKIP
+        ...     thread_id="chat-42", resource_id="+15550100", text="flights to Oslo?")
+        >>> if not got.duplicate:                                              # doctest: +SKIP
+        ...     await rb.reply(got.inbound.id, ["Found 3 flights.", "Book one?"])
+        """
+        request = _inbound.build_inbound(
+            channel=channel,
+            external_id=external_id,
+            thread_id=thread_id,
+            resource_id=resource_id,
+            text=text,
+            meta=meta,
+            correlation_id=correlation_id,
+        )
+        reply_request = None
+        if reply is not None:
+            reply_request = build_request(
+                self.config.channel(channel),
+                thread_id=thread_id,
+                recipient=resource_id,
+                parts=reply,
+                reply_key=reply_key,
+            )
+        unit = _inbound.RecordInbound(request, reply_request, reply_key is not None)
+        return await self.store.run(unit)
+
+    async def reply(
+        self,
+        inbound_id: int,
+        parts: Sequence[str | bytes],
+        *,
+        recipient: str | None = None,
+        channel: str | None = None,
+        thread_id: str | None = None,
+        resource_id: str | None = None,
+        reply_key: str | None = None,
+        supersede: bool = False,
+    ) -> EnqueueResult:
+        """Enqueue the reply to an inbound message and mark it answered, in one transaction.
+
+        Defaults: the message's channel and thread, sent to its ``resource_id``. The reply
+        carries the message's correlation id. Without ``reply_key``, a second call for the same
+        message returns the stored reply (``created`` False) instead of sending it twice.
+        """
+        message = await self.inbound(inbound_id)
+        request = build_request(
+            self.config.channel(channel or message.channel),
+            thread_id=thread_id or message.thread_id,
+            recipient=recipient or message.resource_id,
+            parts=parts,
+            resource_id=resource_id or message.resource_id,
+            reply_key=reply_key,
+            supersede=supersede,
+        )
+        _message, result = await self.store.run(
+            _inbound.ReplyToInbound(inbound_id, request, reply_key is not None)
+        )
+        return result
+
+    async def mark_no_reply_needed(
+        self, inbound_id: int, reason: str | None = None
+    ) -> InboundMessage:
+        """The message was handled and needs no reply: it is then never reported as a gap."""
+        return await self.store.run(_inbound.mark_no_reply_needed(inbound_id, reason))
+
+    async def inbound(self, inbound_id: int) -> InboundMessage:
+        """One inbound message, with what became of it (``state``)."""
+        return await self.store.read(_inbound.get_inbound(inbound_id))
+
+    async def gaps(self, older_than_seconds: float = 300.0) -> list[InboundMessage]:
+        """Inbound messages unanswered for longer than ``older_than_seconds`` (silent loss)."""
+        return await self.store.read(_inbound.find_gaps(older_than_seconds))
+
+    async def trace(self, ref: str | int) -> _trace.Trace:
+        """Everything that happened for an inbound id, delivery id or correlation id."""
+        return await self.store.read(_trace.trace(str(ref)))
+
+    # -- failure audit (C3) ------------------------------------------------------------
+
+    async def record_failure(
+        self,
+        queue: str,
+        error: BaseException | str,
+        *,
+        job_id: str | int | None = None,
+        payload: Any = None,
+        stage: str | None = None,
+        channel: str | None = None,
+        thread_id: str | None = None,
+        resource_id: str | None = None,
+        correlation_id: str | None = None,
+        attempt: int | None = None,
+        terminal: bool = True,
+        payload_ref: str | None = None,
+        error_type: str | None = None,
+    ) -> int | None:
+        """Record a failed job (agent run, tool step, your own code). Never raises.
+
+        Returns the failure id, or None if the store could not take it: then one JSON log
+        line on the ``relaybox.audit`` logger carries the whole record.
+        """
+        report = FailureReport(
+            queue=queue,
+            error=error,
+            job_id=job_id,
+            payload=payload,
+            stage=stage,
+            channel=channel,
+            thread_id=thread_id,
+            resource_id=resource_id,
+            correlation_id=correlation_id,
+            attempt=attempt,
+            terminal=terminal,
+            payload_ref=payload_ref,
+            error_type=error_type,
+            at=time.time(),
+        )
+        return await self._auditor.record(report)
+
+    async def failures(
+        self, where: FailureFilter | None = None, *, limit: int = 100
+    ) -> list[JobFailure]:
+        """Recorded failures, newest first (see :class:`relaybox.audit.FailureFilter`)."""
+        return await self.store.read(list_failures(where or FailureFilter(), limit))
 
     def close(self) -> None:
         self.store.close()

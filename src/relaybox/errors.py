@@ -37,3 +37,7 @@ class NotFound(RelayboxError):
 
 class InvalidState(RelayboxError):
     """The operation does not apply to a record in its current state."""
+
+
+class InvalidInbound(RelayboxError):
+    """An inbound message cannot be recorded as given (empty id, oversized text, ...)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from relaybox.cli import deliveries, operate
+from relaybox.cli import deliveries, failures, inbound, maintenance, operate, trace
 from relaybox.cli.app import app
 from relaybox.errors import RelayboxError
 
@@ -16,6 +16,10 @@ __all__ = ["app", "main"]
 
 operate.register(app)
 deliveries.register(app)
+failures.register(app)
+inbound.register(app)
+trace.register(app)
+maintenance.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,107 @@
+"""Recording failures: into ``job_failures``, or — when the store cannot take them — the log.
+
+Recording a failure must never raise and never take a worker down: the failure being recorded
+is usually not the caller's only problem (the store itself may be what broke). So every path
+here ends either in a stored row or in one structured log line (JSON) that carries the whole
+record, for a log shipper to keep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+from typing import Any
+
+from relaybox.audit.record import FailureReport, message_of, to_row
+from relaybox.config import AuditConfig
+from relaybox.store import Store, Tx
+from relaybox.store.base import Unit
+
+log = logging.getLogger("relaybox.audit")
+
+
+def insert_failure(row: dict[str, Any]) -> Unit[int]:
+    """Unit: store one failure row; returns its id."""
+
+    def unit(tx: Tx) -> int:
+        stored = tx.fetch_one("insert_failure", row)
+        assert stored is not None  # INSERT ... RETURNING always answers
+        return int(stored["id"])
+
+    return unit
+
+
+class FailureAuditor:
+    """Records failures for one store; used by the worker and by :func:`record_job_failure`."""
+
+    def __init__(self, store: Store, config: AuditConfig | None = None) -> None:
+        self.store = store
+        self.config = config or AuditConfig()
+
+    async def record(self, report: FailureReport) -> int | None:
+        """Store ``report``; return its id, or None if it went to the log instead."""
+        row = self._row(report)
+        future: concurrent.futures.Future[int] | None = None
+        try:
+            future = self.store.submit(insert_failure(row))
+            return await asyncio.wait_for(
+                asyncio.wrap_future(future), self.config.record_timeout_seconds
+            )
+        except asyncio.CancelledError:
+            log_unrecorded(row, "cancelled while recording", maybe_stored=_maybe_stored(future))
+            raise
+        except TimeoutError:
+            log_unrecorded(row, _timeout_reason(self.config), maybe_stored=_maybe_stored(future))
+        except Exception as error:  # noqa: BLE001 - recording a failure must never raise
+            log_unrecorded(row, f"{type(error).__name__}: {message_of(error)}")
+        return None
+
+    def record_sync(self, report: FailureReport) -> int | None:
+        """Blocking variant for synchronous code (not from inside a unit of work)."""
+        row = self._row(report)
+        future: concurrent.futures.Future[int] | None = None
+        try:
+            future = self.store.submit(insert_failure(row))
+            return future.result(timeout=self.config.record_timeout_seconds)
+        except concurrent.futures.TimeoutError:
+            log_unrecorded(row, _timeout_reason(self.config), maybe_stored=_maybe_stored(future))
+        except Exception as error:  # noqa: BLE001 - recording a failure must never raise
+            log_unrecorded(row, f"{type(error).__name__}: {message_of(error)}")
+        return None
+
+    def _row(self, report: FailureReport) -> dict[str, Any]:
+        try:
+            return to_row(report, self.config.max_payload_bytes)
+        except Exception as error:  # noqa: BLE001 - a report we cannot encode is still logged
+            log.warning("failure report could not be encoded fully: %s", error)
+            return {
+                "queue": str(report.queue),
+                "error_type": type(report.error).__name__,
+                "message": message_of(report.error),
+                "created_at": report.at,
+                "encoding_error": repr(error),
+            }
+
+
+def log_unrecorded(row: dict[str, Any], reason: str, *, maybe_stored: bool = False) -> None:
+    """One JSON log line with the whole failure record: the audit log of last resort."""
+    line = {
+        "event": "job_failure_not_stored",
+        "reason": reason,
+        "maybe_stored": maybe_stored,
+        "failure": row,
+    }
+    log.error("%s", json.dumps(line, ensure_ascii=False, default=str, sort_keys=True))
+
+
+def _maybe_stored(future: concurrent.futures.Future[int] | None) -> bool:
+    """Withdraw a unit we stopped waiting for; True if it had already started (may commit)."""
+    if future is None:
+        return False
+    return not (future.cancel() or future.cancelled())
+
+
+def _timeout_reason(config: AuditConfig) -> str:
+    return f"store did not answer within {config.record_timeout_seconds:g}s"

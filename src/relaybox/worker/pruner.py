@@ -1,0 +1,56 @@
+"""Pruner: every ``[retention] interval_seconds``, delete history older than its retention age.
+
+Runs in each worker (several workers pruning at once only find less to delete). The work is
+in :mod:`relaybox.retention`; this is just the loop, which never stops the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from relaybox import retention
+from relaybox.config import RetentionConfig
+from relaybox.store import Store
+
+log = logging.getLogger("relaybox.worker")
+
+PAUSE_BETWEEN_BATCHES = 0.01  # let other writers in between two delete transactions
+
+
+async def pruner_loop(store: Store, config: RetentionConfig, stop: asyncio.Event) -> None:
+    if not config.enabled:
+        return
+    while not stop.is_set():
+        await prune_once(store, config, stop)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=config.interval_seconds)
+
+
+async def prune_once(store: Store, config: RetentionConfig, stop: asyncio.Event) -> int:
+    """One pass over every table; returns the rows deleted. Errors are logged, not raised."""
+    total = 0
+    for plan in retention.plan(config):
+        try:
+            result = await retention.prune(
+                store, plan, config.batch_size, stop, PAUSE_BETWEEN_BATCHES
+            )
+        except Exception as error:  # noqa: BLE001 - pruning must never stop the worker
+            log.warning(
+                "pruning %s failed, next try in %gs: %s",
+                plan.target.name,
+                config.interval_seconds,
+                error,
+            )
+            continue
+        total += result.deleted
+        if result.deleted:
+            log.info(
+                "pruned %d %s older than %g days in %d batches",
+                result.deleted,
+                plan.target.name,
+                plan.age_days,
+                result.batches,
+            )
+    return total
