@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from relaybox.audit.deliveries import delivery_failure
+from relaybox.audit.recorder import FailureAuditor
 from relaybox.config import ChannelConfig
 from relaybox.errors import StoreUnavailable
 from relaybox.models import Delivery, Outcome, Part, Status
@@ -65,6 +67,7 @@ class RunnerContext:
     worker_id: str
     pacer: Pacer
     stopping: Callable[[], bool]
+    audit: FailureAuditor | None = None  # every failed attempt is audited (spec C3)
 
 
 class DeliveryRunner:
@@ -193,6 +196,7 @@ class DeliveryRunner:
             clear_in_flight=True,
             attempt=self._attempt(part, started, outcome, str(error)),
         )
+        await self._audit(part, outcome, f"{outcome}: {error}", terminal=False, error=error)
         return False
 
     async def _retry_or_fail(
@@ -214,11 +218,14 @@ class DeliveryRunner:
                     attempt,
                 )
             )
+            message = f"gave up after {self.d.attempts} attempts: {error}"
+            await self._audit(part, outcome, message, terminal=True, error=error)
             return False
         delay = retry_delay(self.channel.retry, self.d.attempts)
         await self._release(
             delay, refund=False, error=str(error), clear_in_flight=clear_in_flight, attempt=attempt
         )
+        await self._audit(part, outcome, str(error), terminal=False, error=error)
         return False
 
     # -- ambiguous sends ---------------------------------------------------------------
@@ -302,6 +309,29 @@ class DeliveryRunner:
         begun = time.time() if started is None else started
         attempt = self._attempt(part, begun, outcome, error)
         await self.ctx.store.run(tr.finish(self.lease, status, error, attempt))
+        await self._audit(part, outcome, error, terminal=True)
+
+    async def _audit(
+        self,
+        part: Part,
+        outcome: str,
+        message: str,
+        *,
+        terminal: bool,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record the failure in the audit log; never raises (the log is the fallback)."""
+        if self.ctx.audit is not None:
+            report = delivery_failure(
+                self.d,
+                part,
+                outcome=outcome,
+                message=message,
+                terminal=terminal,
+                worker_id=self.ctx.worker_id,
+                error=error,
+            )
+            await self.ctx.audit.record(report)
 
     def _attempt(
         self,

@@ -17,6 +17,8 @@ import time
 import uuid
 from collections.abc import Mapping
 
+from relaybox.audit.deliveries import worker_failure
+from relaybox.audit.recorder import FailureAuditor
 from relaybox.config import Config
 from relaybox.errors import StoreUnavailable
 from relaybox.models import Delivery
@@ -27,6 +29,7 @@ from relaybox.transports.registry import build_transports
 from relaybox.worker.expirer import expirer_loop
 from relaybox.worker.heartbeat import heartbeat_loop
 from relaybox.worker.pacing import Pacer
+from relaybox.worker.pruner import pruner_loop
 from relaybox.worker.notifier import LISTENING_POLL_SECONDS, Notifier, notifier_for
 from relaybox.worker.runner import CursorWriteFailed, DeliveryRunner, HeldDelivery, RunnerContext
 
@@ -75,7 +78,10 @@ class Worker:
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._pacer = Pacer(config.channels)
-        self._ctx = RunnerContext(store, self.worker_id, self._pacer, self._stop.is_set)
+        self.auditor = FailureAuditor(store, config.audit)
+        self._ctx = RunnerContext(
+            store, self.worker_id, self._pacer, self._stop.is_set, self.auditor
+        )
         self.notifier: Notifier | None = notifier_for(store, self.transports, self.notify)
 
     # -- control -----------------------------------------------------------------------
@@ -103,8 +109,14 @@ class Worker:
         background = [
             asyncio.create_task(heartbeat_loop(self.store, self._held.values, lease, self._stop)),
             asyncio.create_task(
-                expirer_loop(self.store, self.config.worker.expire_interval_seconds, self._stop)
+                expirer_loop(
+                    self.store,
+                    self.config.worker.expire_interval_seconds,
+                    self._stop,
+                    self.auditor,
+                )
             ),
+            asyncio.create_task(pruner_loop(self.store, self.config.retention, self._stop)),
         ]
         listener = None if self.notifier is None else asyncio.create_task(self.notifier.run())
         log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
@@ -194,6 +206,7 @@ class Worker:
             log.warning("delivery %s stopped: %s", held.lease.delivery_id, error)
             attempt = error.attempt if isinstance(error, CursorWriteFailed) else None
             await self._give_back(held, f"worker error: {error}", attempt, persist=True)
+            await self.auditor.record(worker_failure(held.delivery, error, self.worker_id))
         finally:
             self._held.pop(held.lease.delivery_id, None)
             self._slot_free.set()
