@@ -143,8 +143,11 @@ def _correlation_of(tx: Tx, kind: str, number: int) -> str:
 
 def builtin_sources() -> list[TimelineSource]:
     """relaybox's own sources. A capability with a table of events adds its line here."""
+    from relaybox.steps.timeline import step_trace_events  # imports this module
+
     return [
         TimelineSource("inbound", RANK_INBOUND, _inbound_events),
+        TimelineSource("steps", RANK_STEPS, step_trace_events),
         TimelineSource("deliveries", RANK_DELIVERIES, _delivery_events),
         TimelineSource("attempts", RANK_ATTEMPTS, _attempt_events),
         TimelineSource("failures", RANK_FAILURES, _failure_events),

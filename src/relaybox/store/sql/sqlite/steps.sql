@@ -107,7 +107,10 @@ VALUES (
 SELECT * FROM step_events WHERE step_pk = :step_pk ORDER BY id;
 
 -- name: step_events_by_correlation
-SELECT * FROM step_events WHERE correlation_id = :correlation_id ORDER BY id;
+-- For `relaybox trace`: every step event caused by one inbound message, with its tool.
+SELECT e.*, s.tool FROM step_events e JOIN steps s ON s.id = e.step_pk
+WHERE e.correlation_id = :correlation_id
+ORDER BY e.id;
 
 -- name: list_steps
 -- :stalled = 1 lists steps needing an operator: flagged, or running unsafe with a lapsed lease.
