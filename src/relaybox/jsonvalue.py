@@ -7,7 +7,9 @@ Two encoders share one validator:
   come back as ``{"1": "a"}``), sets, bytes, arbitrary objects, lone surrogates.
 * :func:`canonical` writes the one text that every equal value maps to, for hashing: keys sorted,
   no whitespace, and numbers normalised so that ``1``, ``1.0``, ``Decimal("1.00")`` and ``1e0``
-  are written the same way (ECMAScript-style shortest form, as in RFC 8785).
+  are written the same way (ECMAScript-style layout, as in RFC 8785). A non-integral float
+  stands for its shortest round-trip decimal (``0.1`` and ``Decimal("0.1")`` agree, as they
+  would after a JSON round trip).
 
 Errors are :class:`NotJSON` with the path of the offending value (``args.items[2]``), so a
 caller can say exactly what to fix.
@@ -115,7 +117,9 @@ def _number(value: float | Decimal, where: str) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise NotJSON(f"{where} is {value!r}; JSON numbers must be finite")
-        exact = Decimal(repr(value))  # the shortest decimal that round-trips to this float
+        # An integral float is that integer (so 2**60 and float(2**60) agree); any other
+        # float is the shortest decimal that reads back as it (so 0.1 is "0.1", as in JSON).
+        exact = Decimal(int(value)) if value.is_integer() else Decimal(repr(value))
     elif isinstance(value, Decimal):
         if not value.is_finite():
             raise NotJSON(f"{where} is Decimal({str(value)!r}); JSON numbers must be finite")

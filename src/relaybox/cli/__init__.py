@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 
 from relaybox.cli import deliveries, failures, inbound, maintenance, operate, trace
+from relaybox.cli import memory as memory_cli
+from relaybox.cli import steps as steps_cli
 from relaybox.cli.app import app
 from relaybox.errors import RelayboxError
 
@@ -20,6 +22,8 @@ failures.register(app)
 inbound.register(app)
 trace.register(app)
 maintenance.register(app)
+steps_cli.register(app)
+memory_cli.register(app)
 
 
 def main() -> None:
