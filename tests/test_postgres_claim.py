@@ -138,7 +138,9 @@ def test_many_concurrent_claimers_never_hold_two_of_one_thread(pg_url: str):
                 enqueue_unit = _request(thread, f"e{number}-{n}")
                 pause = rng.random() * 0.004
 
-                def transactional_outbox(tx: Tx, unit: EnqueueUnit = enqueue_unit) -> Delivery:
+                def transactional_outbox(
+                    tx: Tx, unit: EnqueueUnit = enqueue_unit, pause: float = pause
+                ) -> Delivery:
                     # The reply's id is taken now; the surrounding work commits a bit later,
                     # so enqueues to one thread commit out of id order now and then.
                     delivery = unit(tx).delivery
