@@ -31,7 +31,7 @@ from typing import Any
 from relaybox.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "relaybox.toml"
-TRANSPORT_KINDS = ("webhook", "console", "memory")
+TRANSPORT_KINDS = ("webhook", "console", "memory", "noop")
 
 
 @dataclass(frozen=True)

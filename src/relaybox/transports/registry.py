@@ -26,6 +26,10 @@ def build_transport(channel: ChannelConfig) -> Transport:
         from relaybox.transports.memory import MemoryTransport
 
         return MemoryTransport(dedup=channel.dedup)
+    if channel.transport == "noop":
+        from relaybox.transports.noop import NoopTransport
+
+        return NoopTransport()
     raise ValueError(f"unknown transport kind {channel.transport!r}")
 
 
