@@ -28,9 +28,9 @@ from relaybox.transports.base import Transport
 from relaybox.transports.registry import build_transports
 from relaybox.worker.expirer import expirer_loop
 from relaybox.worker.heartbeat import heartbeat_loop
+from relaybox.worker.notifier import LISTENING_POLL_SECONDS, Notifier, notifier_for
 from relaybox.worker.pacing import Pacer
 from relaybox.worker.pruner import pruner_loop
-from relaybox.worker.notifier import LISTENING_POLL_SECONDS, Notifier, notifier_for
 from relaybox.worker.runner import CursorWriteFailed, DeliveryRunner, HeldDelivery, RunnerContext
 
 log = logging.getLogger("relaybox.worker")
