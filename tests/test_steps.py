@@ -27,13 +27,15 @@ from relaybox.steps import (
     StepStatus,
     StepTimedOut,
     StepWaitTimeout,
+    transitions,
 )
 from relaybox.steps import inspect as steps_inspect
-from relaybox.steps import transitions
 from relaybox.steps.tool import tool_step
 from relaybox.store import Store, open_store
 
-CHARGE = Intent("charge_card", {"amount": 1200, "currency": "EUR"}, model="m-1", sampling={"seed": 7})
+CHARGE = Intent(
+    "charge_card", {"amount": 1200, "currency": "EUR"}, model="m-1", sampling={"seed": 7}
+)
 
 
 def make_config(**steps: float) -> Config:
@@ -204,7 +206,9 @@ async def test_reusing_a_step_id_with_another_intent_is_refused(
     runner: StepRunner, store: Store, card: Card
 ) -> None:
     first = await runner.run("s", CHARGE, charging(card), resource_id="alice")
-    bigger = Intent("charge_card", {"amount": 9900, "currency": "EUR"}, model="m-1", sampling={"seed": 7})
+    bigger = Intent(
+        "charge_card", {"amount": 9900, "currency": "EUR"}, model="m-1", sampling={"seed": 7}
+    )
     with pytest.raises(StepIntentMismatch, match="pass new_step=True") as refused:
         await runner.run("s", bigger, charging(card), resource_id="alice")
     assert first.record.intent_hash[:12] in str(refused.value)
@@ -235,7 +239,9 @@ async def test_concurrent_duplicates_one_runs_the_other_waits(
             "s", CHARGE, slow_charge, resource_id="alice"
         )
 
-    first = asyncio.create_task(StepRunner(store, config).run("s", CHARGE, slow_charge, resource_id="alice"))
+    first = asyncio.create_task(
+        StepRunner(store, config).run("s", CHARGE, slow_charge, resource_id="alice")
+    )
     waiter = asyncio.create_task(duplicate())
     await started.wait()
     await asyncio.sleep(0.3)
@@ -257,7 +263,9 @@ async def test_fail_fast_mode_reports_in_progress(
         await release.wait()
         return card.charge(step.key)
 
-    task = asyncio.create_task(StepRunner(store, config).run("s", CHARGE, slow, resource_id="alice"))
+    task = asyncio.create_task(
+        StepRunner(store, config).run("s", CHARGE, slow, resource_id="alice")
+    )
     await started.wait()
     with pytest.raises(StepInProgress, match="is running now"):
         await StepRunner(second_store, config).run(
@@ -278,9 +286,11 @@ async def test_a_waiting_duplicate_gives_up_with_a_clear_error(
         await release.wait()
         return "done"
 
-    task = asyncio.create_task(StepRunner(store, config).run("s", CHARGE, slow, resource_id="alice"))
+    task = asyncio.create_task(
+        StepRunner(store, config).run("s", CHARGE, slow, resource_id="alice")
+    )
     await started.wait()
-    with pytest.raises(StepWaitTimeout, match="still running after waiting 0.3s"):
+    with pytest.raises(StepWaitTimeout, match=r"still running after waiting 0\.3s"):
         await StepRunner(second_store, config).run(
             "s", CHARGE, slow, resource_id="alice", policy=StepPolicy(wait_timeout=0.3)
         )
@@ -321,7 +331,7 @@ async def test_a_timeout_is_a_recorded_outcome(
         return "never"
 
     policy = StepPolicy(timeout=0.2, retry_safe=retry_safe)
-    with pytest.raises(StepTimedOut, match="ran past its 0.2s timeout") as timed_out:
+    with pytest.raises(StepTimedOut, match=r"ran past its 0\.2s timeout") as timed_out:
         await runner.run("s", CHARGE, hangs, resource_id="alice", policy=policy)
     assert not timed_out.value.replayed
     record = await store.read(steps_inspect.find_step("alice", "s"))
@@ -487,7 +497,9 @@ async def test_the_tool_step_decorator_builds_the_intent_from_the_arguments(
     assert book.intent(people=2, at="19:30").hash == book.intent(at="19:30", people=2).hash
 
 
-async def test_step_events_carry_the_correlation_id(runner: StepRunner, store: Store, card: Card) -> None:
+async def test_step_events_carry_the_correlation_id(
+    runner: StepRunner, store: Store, card: Card
+) -> None:
     await runner.run("s", CHARGE, charging(card), resource_id="alice", correlation_id="corr-A")
     await runner.run("s", CHARGE, charging(card), resource_id="alice", correlation_id="corr-B")
     a = await store.read(steps_inspect.step_events_for_correlation("corr-A"))

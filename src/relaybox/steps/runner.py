@@ -126,7 +126,7 @@ class StepRunner:
                         decision.record,
                         decision.record.error_message or "stopped without an outcome",
                         "needs_reconciliation",
-                        request.correlation_id,
+                        decision.record.correlation_id,
                         terminal=True,
                         error_type="StepNeedsReconciliation",
                     )

@@ -130,9 +130,13 @@ def _decide(tx: Tx, record: StepRecord, request: StepRequest, now: float) -> Dec
         return Claimed(_reclaim(tx, record, request, now, note))
     if not record.lease_lapsed(now):
         return Busy(record)
+    # The crash belongs to the run that stopped: journal it under that run's correlation id,
+    # so a trace of the original inbound message shows it.
     stopped = f"run {record.attempts} by {record.lease_owner} stopped without an outcome"
     if record.retry_safe:
-        _event(tx, record, correlation, "lease_lapsed", owner, now, stopped + "; retry-safe")
+        _event(
+            tx, record, record.correlation_id, "lease_lapsed", owner, now, stopped + "; retry-safe"
+        )
         return Claimed(_reclaim(tx, record, request, now, "after a lapsed lease"))
     flagged = tx.fetch_one(
         "flag_step_for_reconciliation",
@@ -146,7 +150,7 @@ def _decide(tx: Tx, record: StepRecord, request: StepRequest, now: float) -> Dec
     )
     assert flagged is not None  # the row is locked and was running at this epoch
     flagged_record = StepRecord.from_row(flagged)
-    _event(tx, flagged_record, correlation, "needs_reconciliation", owner, now, stopped)
+    _event(tx, flagged_record, record.correlation_id, "needs_reconciliation", owner, now, stopped)
     return Flagged(flagged_record, newly=True)
 
 

@@ -21,7 +21,16 @@ MAX_TRIES = 8
 
 
 def is_lock_conflict(error: BaseException) -> bool:
-    return getattr(error, "sqlstate", None) in _TRANSIENT_SQLSTATES
+    """True for a deadlock or serialization failure, also when the store wrapped it (as
+    :class:`~relaybox.errors.StoreUnavailable`, with the driver's error as its cause)."""
+    seen: BaseException | None = error
+    for _ in range(4):  # a short cause chain; never loop on a cyclic one
+        if seen is None:
+            return False
+        if getattr(seen, "sqlstate", None) in _TRANSIENT_SQLSTATES:
+            return True
+        seen = seen.__cause__
+    return False
 
 
 async def run_retrying(store: Store, unit: Unit[T], *, tries: int = MAX_TRIES) -> T:
