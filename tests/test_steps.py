@@ -533,3 +533,66 @@ async def test_bad_calls_are_refused_before_anything_is_stored(
         )
     assert card.count() == 0
     assert await store.read(steps_inspect.list_steps()) == []
+
+
+async def test_an_agent_turn_through_the_public_client(store_url: str, card: Card) -> None:
+    import relaybox
+
+    rb = relaybox.open(store_url, config=make_config())
+    try:
+
+        async def turn() -> relaybox.StepResult:
+            got = await rb.record_inbound(
+                channel="sms",
+                external_id="SM-81",
+                thread_id="chat-42",
+                resource_id="+15550100",
+                text="book a table for two at 19:30",
+            )
+            memory = rb.memory(relaybox.Scope("+15550100", "chat-42"))
+            await memory.history.append("user", "book a table for two at 19:30")
+
+            async def book(step: relaybox.StepContext) -> dict[str, Any]:
+                booking = card.charge(step.key)
+                step.reply(
+                    channel="sms",
+                    thread_id="chat-42",
+                    recipient="+15550100",
+                    parts=[f"Booked: {booking}."],
+                )
+                return {"booking": booking}
+
+            done = await rb.step(
+                f"{got.correlation_id}:book",
+                relaybox.Intent("book_table", {"people": 2, "at": "19:30"}, model="m-1"),
+                book,
+                resource_id="+15550100",
+                correlation_id=got.correlation_id,
+            )
+            await memory.working.merge({"last_booking": done.value["booking"]})
+            return done
+
+        first = await turn()
+        again = await turn()  # the agent is retried: the webhook came twice
+        assert card.count() == 1 and again.replayed and again.value == first.value
+        assert again.delivery_ids == first.delivery_ids
+        assert len(await rb.deliveries()) == 1
+        shown = await rb.memory_admin().show("+15550100")
+        assert shown.working is not None
+        assert shown.working.document == {"last_booking": "ch_1"}
+        kinds = [e.kind for e in (await rb.trace(first.record.correlation_id)).events]
+        assert kinds[:4] == [
+            "inbound.received",
+            "step.started",
+            "step.succeeded",
+            "delivery.enqueued",
+        ]
+        assert "step.replayed" in kinds
+
+        @rb.tool_step("refund", retryable=(ConnectionError,))
+        async def refund(step: relaybox.StepContext, *, charge: str) -> str:
+            return f"re_{charge}"
+
+        assert await refund(step_id="r-1", resource_id="+15550100", charge="ch_1") == "re_ch_1"
+    finally:
+        rb.close()

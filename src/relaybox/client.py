@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -13,9 +13,13 @@ from relaybox.audit import FailureAuditor, FailureFilter, FailureReport, JobFail
 from relaybox.audit.query import list_failures
 from relaybox.config import Config, load_config
 from relaybox.inbound import InboundMessage, InboundResult
+from relaybox.memory import MemoryAdmin, Scope, ScopedMemory
 from relaybox.models import Attempt, Delivery, Status
 from relaybox.outbox import inspect, transitions
 from relaybox.outbox.enqueue import EnqueueResult, EnqueueUnit, build_request
+from relaybox.steps import Intent, StepPolicy, StepResult, StepRunner, ToolStep
+from relaybox.steps.runner import Body, IfRunning
+from relaybox.steps.tool import ToolFn, tool_step
 from relaybox.store import DEFAULT_URL, Store, open_store
 
 
@@ -35,6 +39,7 @@ class Relaybox:
         self.store = store
         self.config = config
         self._auditor = FailureAuditor(store, config.audit)
+        self._steps = StepRunner(store, config)
 
     async def enqueue(
         self,
@@ -228,6 +233,79 @@ class Relaybox:
     ) -> list[JobFailure]:
         """Recorded failures, newest first (see :class:`relaybox.audit.FailureFilter`)."""
         return await self.store.read(list_failures(where or FailureFilter(), limit))
+
+    async def step(
+        self,
+        step_id: str,
+        intent: Intent,
+        body: Body,
+        *,
+        resource_id: str,
+        correlation_id: str | None = None,
+        retry_safe: bool = False,
+        retryable: tuple[type[BaseException], ...] = (),
+        timeout: float | None = None,
+        if_running: IfRunning = "wait",
+        wait_timeout: float | None = None,
+        new_step: bool = False,
+    ) -> StepResult:
+        """Run a tool step's side effect once for (``resource_id``, ``step_id``, ``intent``).
+
+        A repeat returns the stored outcome without calling ``body``; see docs/steps.md.
+
+        >>> async def charge(step):                                       # doctest: +SKIP
+        ...     return await psp.charge(1200, "EUR", idempotency_key=step.key)
+        >>> done = await rb.step("inbound-9f2c:charge",                   # doctest: +SKIP
+        ...     Intent("charge_card", {"amount": 1200, "currency": "EUR"}),
+        ...     charge, resource_id="+15550100", correlation_id=inbound.correlation_id)
+        """
+        policy = StepPolicy(
+            retry_safe=retry_safe,
+            retryable=retryable,
+            timeout=timeout,
+            if_running=if_running,
+            wait_timeout=wait_timeout,
+        )
+        return await self._steps.run(
+            step_id,
+            intent,
+            body,
+            resource_id=resource_id,
+            correlation_id=correlation_id,
+            policy=policy,
+            new_step=new_step,
+        )
+
+    def tool_step(
+        self,
+        tool: str | None = None,
+        *,
+        model: str | None = None,
+        sampling: dict[str, Any] | None = None,
+        retry_safe: bool = False,
+        retryable: tuple[type[BaseException], ...] = (),
+        timeout: float | None = None,
+        if_running: IfRunning = "wait",
+        wait_timeout: float | None = None,
+    ) -> Callable[[ToolFn], ToolStep]:
+        """Decorator: an async tool ``fn(step, **args)`` becomes an idempotent step, called as
+        ``await fn(step_id=..., resource_id=..., **args)``; its intent is built from ``args``."""
+        policy = StepPolicy(
+            retry_safe=retry_safe,
+            retryable=retryable,
+            timeout=timeout,
+            if_running=if_running,
+            wait_timeout=wait_timeout,
+        )
+        return tool_step(self._steps, tool, model=model, sampling=sampling, policy=policy)
+
+    def memory(self, scope: Scope) -> ScopedMemory:
+        """One person's memory in one thread: ``rb.memory(Scope(sender, f"chat-{chat_id}"))``."""
+        return ScopedMemory(self.store, scope, self.config.memory)
+
+    def memory_admin(self) -> MemoryAdmin:
+        """The operator's cross-person view of memory (not for agent code)."""
+        return MemoryAdmin(self.store)
 
     def close(self) -> None:
         self.store.close()
