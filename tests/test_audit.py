@@ -8,6 +8,8 @@ import base64
 import hashlib
 import json
 import logging
+import threading
+import time
 
 import pytest
 
@@ -330,3 +332,25 @@ async def test_client_record_failure_and_failures(rb: relaybox.Relaybox):
     )
     [f] = await rb.failures(FailureFilter(stage="tool"))
     assert f.id == fid and f.error_type == "RuntimeError" and f.job_id == "step-3"
+
+
+async def test_a_store_too_slow_to_answer_gets_the_record_in_the_log_instead(
+    store: Store, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.ERROR, logger="relaybox.audit")
+    started = threading.Event()
+
+    def long_unit(tx: object) -> None:
+        started.set()
+        time.sleep(0.5)
+
+    busy = store.submit(long_unit)  # the writer is stuck in a long unit...
+    assert started.wait(5)  # ...already running, so ours waits in the queue behind it
+    auditor = FailureAuditor(store, AuditConfig(record_timeout_seconds=0.05))
+    result = await auditor.record(FailureReport(queue="agent", error="slow store", job_id=1))
+    assert result is None
+    [line] = unrecorded_lines(caplog)
+    assert "did not answer within 0.05s" in str(line["reason"])
+    assert line["maybe_stored"] is False  # withdrawn before it ran: it will not appear later
+    busy.result()
+    assert store.read_sync(list_failures(FailureFilter())) == []
