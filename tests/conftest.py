@@ -21,6 +21,14 @@ PG_URL = os.environ.get("RELAYBOX_TEST_PG_URL", "postgresql://postgres@127.0.0.1
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos-full",
+        action="store_true",
+        help="run tests/test_chaos.py at full size (also RELAYBOX_CHAOS_FULL=1)",
+    )
+
+
 def _pg_available() -> str | None:
     try:
         with psycopg.connect(PG_URL, connect_timeout=3) as conn:
