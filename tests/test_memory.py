@@ -16,13 +16,16 @@ import pytest
 
 from relaybox.config import MemoryConfig
 from relaybox.memory import (
+    History,
     InvalidMemory,
     InvalidScope,
     MemoryAdmin,
     MemoryRouter,
+    Notes,
     Scope,
     ScopedMemory,
     VersionConflict,
+    WorkingMemoryHandle,
     shard_for,
 )
 from relaybox.store import Store, open_store
@@ -60,6 +63,13 @@ def test_memory_cannot_be_opened_without_a_scope(store: Store) -> None:
         with pytest.raises(InvalidScope, match="memory needs a Scope"):
             ScopedMemory(store, not_a_scope)  # type: ignore[arg-type]
     assert Scope.for_chat("+15550100", 42) == Scope("+15550100", "chat-42")
+    # The per-kind handles refuse a bare id too: no path around the Scope.
+    with pytest.raises(InvalidScope):
+        WorkingMemoryHandle(store, "alice", per_thread=False, max_bytes=100)  # type: ignore[arg-type]
+    with pytest.raises(InvalidScope):
+        History(store, "alice", LIMITS)  # type: ignore[arg-type]
+    with pytest.raises(InvalidScope):
+        Notes(store, None, LIMITS)  # type: ignore[arg-type]
 
 
 async def test_working_memory_is_per_person_across_their_chats(store: Store) -> None:

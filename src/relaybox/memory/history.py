@@ -15,7 +15,7 @@ from typing import Any
 from relaybox.config import MemoryConfig
 from relaybox.memory.errors import InvalidMemory
 from relaybox.memory.records import check_limit, check_text, decode_metadata, encode_metadata
-from relaybox.memory.scope import Scope
+from relaybox.memory.scope import Scope, require_scope
 from relaybox.store import Store, Tx
 
 MAX_ROLE_CHARS = 64
@@ -46,7 +46,7 @@ class History:
 
     def __init__(self, store: Store, scope: Scope, limits: MemoryConfig) -> None:
         self._store = store
-        self._scope = scope
+        self._scope = require_scope(scope)
         self._limits = limits
 
     def _key(self) -> dict[str, str]:

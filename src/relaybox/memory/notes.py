@@ -13,7 +13,7 @@ from typing import Any
 
 from relaybox.config import MemoryConfig
 from relaybox.memory.records import check_limit, check_text, decode_metadata, encode_metadata
-from relaybox.memory.scope import Scope
+from relaybox.memory.scope import Scope, require_scope
 from relaybox.store import Store, Tx
 
 
@@ -41,7 +41,7 @@ class Notes:
 
     def __init__(self, store: Store, scope: Scope, limits: MemoryConfig) -> None:
         self._store = store
-        self._scope = scope
+        self._scope = require_scope(scope)
         self._limits = limits
 
     async def add(self, text: str, *, metadata: Mapping[str, Any] | None = None) -> Note:

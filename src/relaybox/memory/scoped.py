@@ -6,7 +6,7 @@ from relaybox.config import MemoryConfig
 from relaybox.memory.history import History
 from relaybox.memory.notes import Notes
 from relaybox.memory.scope import Scope, require_scope
-from relaybox.memory.working import RESOURCE_WIDE, WorkingMemoryHandle
+from relaybox.memory.working import WorkingMemoryHandle
 from relaybox.store import Store
 
 
@@ -25,12 +25,10 @@ class ScopedMemory:
     def __init__(self, store: Store, scope: Scope, limits: MemoryConfig | None = None) -> None:
         self.scope = require_scope(scope)
         limits = limits or MemoryConfig()
-        resource_id = self.scope.resource_id
-        self.working = WorkingMemoryHandle(
-            store, resource_id, RESOURCE_WIDE, limits.max_document_bytes
-        )
+        size = limits.max_document_bytes
+        self.working = WorkingMemoryHandle(store, self.scope, per_thread=False, max_bytes=size)
         self.thread_working = WorkingMemoryHandle(
-            store, resource_id, self.scope.thread_id, limits.max_document_bytes
+            store, self.scope, per_thread=True, max_bytes=size
         )
         self.notes = Notes(store, self.scope, limits)
         self.history = History(store, self.scope, limits)

@@ -21,6 +21,7 @@ from typing import Any
 
 from relaybox.jsonvalue import NotJSON, dumps
 from relaybox.memory.errors import InvalidMemory, VersionConflict
+from relaybox.memory.scope import Scope, require_scope
 from relaybox.store import Store, Tx
 from relaybox.store.base import Unit
 from relaybox.store.conflicts import run_retrying
@@ -41,16 +42,18 @@ class WorkingMemory:
 
 
 class WorkingMemoryHandle:
-    """Working memory of one scope; get one from ``rb.memory(scope).working``."""
+    """Working memory of one scope; get one from ``rb.memory(scope).working`` (the person's
+    document) or ``.thread_working`` (``per_thread=True``: the person in this thread)."""
 
-    def __init__(self, store: Store, resource_id: str, thread_key: str, max_bytes: int) -> None:
+    def __init__(self, store: Store, scope: Scope, *, per_thread: bool, max_bytes: int) -> None:
+        scope = require_scope(scope)
         self._store = store
-        self._resource_id = resource_id
-        self._thread_key = thread_key
+        self._resource_id = scope.resource_id
+        self._thread_key = scope.thread_id if per_thread else RESOURCE_WIDE
         self._max_bytes = max_bytes
 
     async def get(self) -> WorkingMemory:
-        return await self._store.read(read_unit(self._resource_id, self._thread_key))
+        return await self._store.read(_read_unit(self._resource_id, self._thread_key))
 
     async def update(self, fn: UpdateFn) -> WorkingMemory:
         """Apply ``fn(document) -> new document`` atomically; returns what was stored.
@@ -63,7 +66,7 @@ class WorkingMemoryHandle:
                 "update() takes a plain function; for async work use get(), then"
                 " replace(document, expected_version=...)"
             )
-        unit = update_unit(self._resource_id, self._thread_key, fn, self._max_bytes)
+        unit = _update_unit(self._resource_id, self._thread_key, fn, self._max_bytes)
         return await run_retrying(self._store, unit)
 
     async def merge(self, patch: Mapping[str, Any]) -> WorkingMemory:
@@ -76,7 +79,7 @@ class WorkingMemoryHandle:
     async def replace(self, document: Mapping[str, Any], *, expected_version: int) -> WorkingMemory:
         """Compare-and-swap: store ``document`` only if it is still at ``expected_version``."""
         text = encode_document(document, self._max_bytes)
-        unit = replace_unit(self._resource_id, self._thread_key, text, expected_version)
+        unit = _replace_unit(self._resource_id, self._thread_key, text, expected_version)
         return await run_retrying(self._store, unit)
 
 
@@ -109,7 +112,7 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return merged
 
 
-def read_unit(resource_id: str, thread_key: str) -> Unit[WorkingMemory]:
+def _read_unit(resource_id: str, thread_key: str) -> Unit[WorkingMemory]:
     def unit(tx: Tx) -> WorkingMemory:
         row = tx.fetch_one("get_working", {"resource_id": resource_id, "thread_id": thread_key})
         return _from_row(row)
@@ -117,7 +120,7 @@ def read_unit(resource_id: str, thread_key: str) -> Unit[WorkingMemory]:
     return unit
 
 
-def update_unit(
+def _update_unit(
     resource_id: str, thread_key: str, fn: UpdateFn, max_bytes: int
 ) -> Unit[WorkingMemory]:
     def unit(tx: Tx) -> WorkingMemory:
@@ -130,7 +133,7 @@ def update_unit(
     return unit
 
 
-def replace_unit(
+def _replace_unit(
     resource_id: str, thread_key: str, text: str, expected_version: int
 ) -> Unit[WorkingMemory]:
     def unit(tx: Tx) -> WorkingMemory:
