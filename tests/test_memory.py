@@ -355,10 +355,11 @@ def test_memory_cli_shows_one_person(store_url: str) -> None:
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["working"]["document"] == {"name": "Alice"}
-    assert [n["text"] for n in data["notes"]] == ["prefers window seats"]
+    assert [n["text"] for n in data["notes"]] == ["prefers window seats", "[red]literal[/red]"]
     assert "Bob" not in shown.stdout
     human = cli("show", "--resource", ALICE.resource_id)
     assert "prefers window seats" in human.stdout and "Bob" not in human.stdout
+    assert "[red]literal[/red]" in human.stdout  # user text is never read as markup
     listed = cli("resources", "--json")
     assert {r["resource_id"] for r in json.loads(listed.stdout)} == {
         ALICE.resource_id,
@@ -376,4 +377,5 @@ def test_memory_cli_shows_one_person(store_url: str) -> None:
 async def _fill(store: Store) -> None:
     await mem(store, ALICE).working.merge({"name": "Alice"})
     await mem(store, ALICE).notes.add("prefers window seats")
+    await mem(store, ALICE).notes.add("[red]literal[/red]")
     await mem(store, BOB).working.merge({"name": "Bob"})

@@ -6,6 +6,7 @@ import json
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from relaybox.cli.app import JsonOption, fail, opened, out, print_json
@@ -41,7 +42,7 @@ def resources_command(
     table = Table("resource", "documents", "notes", "messages", "last active (UTC)")
     for row in rows:
         table.add_row(
-            row.resource_id,
+            escape(row.resource_id),
             str(row.documents),
             str(row.notes),
             str(row.messages),
@@ -68,7 +69,7 @@ def show_command(ctx: typer.Context, resource: ResourceOption, as_json: JsonOpti
     if as_json:
         print_json(memory.to_json())
         return
-    out.print(f"[bold]memory of {memory.resource_id}[/]")
+    out.print(f"[bold]memory of {escape(memory.resource_id)}[/]")
     if memory.working is None:
         out.print("working memory: (none)")
     else:
@@ -78,15 +79,15 @@ def show_command(ctx: typer.Context, resource: ResourceOption, as_json: JsonOpti
         )
         out.print(json.dumps(memory.working.document, indent=2, ensure_ascii=False), markup=False)
     for thread, doc in memory.thread_working.items():
-        out.print(f"working memory of thread {thread} (version {doc.version}):")
+        out.print(f"working memory of thread {escape(thread)} (version {doc.version}):")
         out.print(json.dumps(doc.document, indent=2, ensure_ascii=False), markup=False)
     notes = Table("at (UTC)", "thread", "note", title="notes")
     for note in memory.notes:
-        notes.add_row(when(note.created_at), note.thread_id, note.text[:100])
+        notes.add_row(when(note.created_at), escape(note.thread_id), escape(note.text[:100]))
     out.print(notes)
     threads = Table("thread", "messages", "last message (UTC)", title="conversation history")
     for t in memory.threads:
-        threads.add_row(t.thread_id, str(t.messages), when(t.last_at))
+        threads.add_row(escape(t.thread_id), str(t.messages), when(t.last_at))
     out.print(threads)
 
 
@@ -106,6 +107,6 @@ def forget_command(
         print_json({"resource_id": resource, "deleted": counts})
         return
     out.print(
-        f"forgot {resource}: {counts['documents']} document(s), {counts['notes']} note(s),"
+        f"forgot {escape(resource)}: {counts['documents']} document(s), {counts['notes']} note(s),"
         f" {counts['messages']} message(s)"
     )

@@ -7,6 +7,7 @@ import time
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from relaybox.cli.app import JsonOption, fail, opened, out, print_json
@@ -81,12 +82,12 @@ def list_command(
         table.add_row(
             str(s.id),
             _shown_status(s, now),
-            s.resource_id,
-            s.step_id,
-            s.tool,
+            escape(s.resource_id),
+            escape(s.step_id),
+            escape(s.tool),
             str(s.attempts),
             when(s.updated_at),
-            f"{s.error_type}: {s.error_message}"[:60] if s.error_type else "",
+            escape(f"{s.error_type}: {s.error_message}"[:60]) if s.error_type else "",
         )
     out.print(table)
 
@@ -112,10 +113,12 @@ def show_command(
         )
         return
     out.print(
-        f"[bold]step {record.id}[/]  {_shown_status(record, now)}  {record.step_id}"
-        f"  for {record.resource_id}"
+        f"[bold]step {record.id}[/]  {_shown_status(record, now)}  {escape(record.step_id)}"
+        f"  for {escape(record.resource_id)}"
     )
-    out.print(f"tool {record.tool}   intent {record.intent_hash}   generation {record.generation}")
+    out.print(
+        f"tool {escape(record.tool)}   intent {record.intent_hash}   generation {record.generation}"
+    )
     out.print(f"idempotency key {record.idempotency_key}   correlation {record.correlation_id}")
     out.print(
         f"runs {record.attempts}   retry-safe {'yes' if record.retry_safe else 'no'}   created"
@@ -131,21 +134,21 @@ def show_command(
             f" `relaybox steps resolve {record.id} --rerun`."
         )
     if record.status is StepStatus.SUCCEEDED:
-        out.print(f"result {json.dumps(record.result, ensure_ascii=False)}")
+        out.print(f"result {json.dumps(record.result, ensure_ascii=False)}", markup=False)
     if record.error_type:
-        out.print(f"[red]{record.error_type}:[/] {record.error_message}")
+        out.print(f"[red]{escape(record.error_type)}:[/] {escape(record.error_message or '')}")
     if record.reply_delivery_ids:
         out.print(f"replies: deliveries {', '.join(map(str, record.reply_delivery_ids))}")
-    out.print(f"intent {record.intent_json[:300]}")
+    out.print(f"intent {record.intent_json[:300]}", markup=False)
     table = Table("at (UTC)", "event", "run", "correlation", "by", "detail", title="journal")
     for e in events:
         table.add_row(
             when(e.at),
             e.event,
             "-" if e.attempt is None else str(e.attempt),
-            e.correlation_id,
-            e.worker or "-",
-            (e.detail or "")[:80],
+            escape(e.correlation_id),
+            escape(e.worker or "-"),
+            escape((e.detail or "")[:80]),
         )
     out.print(table)
 
