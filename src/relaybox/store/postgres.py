@@ -6,6 +6,7 @@ Why psycopg 3 and one connection rather than asyncpg or a pool: see docs/postgre
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -51,6 +52,11 @@ class PostgresTx:
 
     def execute(self, query: str, params: Params | None = None) -> int:
         return self._conn.execute(self._queries[query], params or {}).rowcount
+
+    def execute_many(self, query: str, params: Sequence[Params]) -> int:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(self._queries[query], params)
+            return cursor.rowcount
 
     def fetch_one(self, query: str, params: Params | None = None) -> Row | None:
         row: Row | None = self._conn.execute(self._queries[query], params or {}).fetchone()

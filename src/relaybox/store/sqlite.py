@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ class SqliteTx:
 
     def execute(self, query: str, params: Params | None = None) -> int:
         return self._conn.execute(self._queries[query], _adapt(params)).rowcount
+
+    def execute_many(self, query: str, params: Sequence[Params]) -> int:
+        return self._conn.executemany(self._queries[query], [_adapt(p) for p in params]).rowcount
 
     def fetch_one(self, query: str, params: Params | None = None) -> Row | None:
         row = self._conn.execute(self._queries[query], _adapt(params)).fetchone()

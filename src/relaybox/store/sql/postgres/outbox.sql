@@ -125,23 +125,54 @@ WHERE id = :id AND lease_epoch = :epoch AND status = 'sending';
 UPDATE deliveries SET in_flight_index = :part_index, updated_at = :now
 WHERE id = :id AND lease_epoch = :epoch AND status = 'sending' AND start_index = :part_index;
 
--- name: advance_cursor
--- The part at :part_index was acknowledged: move the resume cursor past it.
-UPDATE deliveries
-SET start_index = :part_index + 1,
-    in_flight_index = NULL,
-    status = CASE WHEN :part_index + 1 >= part_count THEN 'delivered' ELSE status END,
-    finished_at = CASE WHEN :part_index + 1 >= part_count THEN :now ELSE finished_at END,
-    lease_owner = CASE WHEN :part_index + 1 >= part_count THEN NULL ELSE lease_owner END,
-    lease_expires_at = CASE WHEN :part_index + 1 >= part_count THEN NULL ELSE lease_expires_at END,
-    last_error = NULL,
-    updated_at = :now
-WHERE id = :id AND lease_epoch = :epoch AND status = 'sending' AND start_index = :part_index;
-
--- name: mark_part_sent
-UPDATE delivery_parts
-SET outcome = :outcome, transport_message_id = :transport_message_id, sent_at = :now
-WHERE delivery_id = :delivery_id AND part_index = :part_index;
+-- name: record_sent_batch
+-- Parts were acknowledged: for each, move its delivery's resume cursor past it (fenced like
+-- every worker write), keep the part's outcome, and append the attempt row, all in one round
+-- trip. :acks is a JSON array, at most one element per delivery, of {"id", "epoch",
+-- "part_index", "part_outcome", "part_message_id"} plus the columns of insert_attempt. An ack
+-- whose lease moved on changes no cursor; its attempt is still written (the send happened),
+-- marked "lease lost". Returns the deliveries whose cursor moved.
+WITH ack AS (
+    SELECT *
+    FROM jsonb_to_recordset(:acks::jsonb) AS a(
+        id bigint, epoch integer, part_index integer, part_outcome text,
+        part_message_id text, attempt integer, outcome text, transport_message_id text,
+        guid text, worker_id text,
+        started_at double precision, latency_ms double precision, error text,
+        correlation_id text)
+), moved AS (
+    UPDATE deliveries d
+    SET start_index = ack.part_index + 1,
+        in_flight_index = NULL,
+        status = CASE WHEN ack.part_index + 1 >= d.part_count THEN 'delivered' ELSE d.status END,
+        finished_at = CASE WHEN ack.part_index + 1 >= d.part_count THEN :now
+                           ELSE d.finished_at END,
+        lease_owner = CASE WHEN ack.part_index + 1 >= d.part_count THEN NULL
+                           ELSE d.lease_owner END,
+        lease_expires_at = CASE WHEN ack.part_index + 1 >= d.part_count THEN NULL
+                                ELSE d.lease_expires_at END,
+        last_error = NULL,
+        updated_at = :now
+    FROM ack
+    WHERE d.id = ack.id AND d.lease_epoch = ack.epoch
+      AND d.status = 'sending' AND d.start_index = ack.part_index
+    RETURNING d.id
+), marked AS (
+    UPDATE delivery_parts p
+    SET outcome = ack.part_outcome, transport_message_id = ack.part_message_id, sent_at = :now
+    FROM ack JOIN moved ON moved.id = ack.id
+    WHERE p.delivery_id = ack.id AND p.part_index = ack.part_index
+), logged AS (
+    INSERT INTO delivery_attempts (
+        delivery_id, attempt, part_index, guid, worker_id, started_at, latency_ms,
+        outcome, error, transport_message_id, correlation_id)
+    SELECT ack.id, ack.attempt, ack.part_index, ack.guid, ack.worker_id, ack.started_at,
+           ack.latency_ms, ack.outcome,
+           CASE WHEN moved.id IS NULL THEN 'lease lost: cursor not advanced' ELSE ack.error END,
+           ack.transport_message_id, ack.correlation_id
+    FROM ack LEFT JOIN moved ON moved.id = ack.id
+)
+SELECT id FROM moved;
 
 -- name: insert_attempt
 INSERT INTO delivery_attempts (

@@ -53,8 +53,10 @@ RETURNING id;
 -- A 'sending' delivery whose lease lapsed (its worker died) is claimed again.
 -- A worker claims only the channels it has transports for (:channels).
 -- (PostgreSQL also locks each head's thread here; SQLite's BEGIN IMMEDIATE serialises claims.)
+-- INDEXED BY: without statistics SQLite would walk every active delivery through the status
+-- index and sort them; the ready index yields them in claim order and stops at :limit.
 SELECT d.id
-FROM deliveries d
+FROM deliveries d INDEXED BY deliveries_ready
 WHERE d.status IN ('queued', 'sending')
   AND d.channel IN (SELECT value FROM json_each(:channels))
   AND d.available_at <= :now
@@ -64,8 +66,9 @@ WHERE d.status IN ('queued', 'sending')
       WHERE e.channel = d.channel AND e.thread_id = d.thread_id
         AND e.status IN ('queued', 'sending') AND e.id < d.id)
   AND NOT EXISTS (
-      SELECT 1 FROM deliveries e
+      SELECT 1 FROM deliveries e INDEXED BY deliveries_thread_active
       WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+        AND e.status IN ('queued', 'sending')
         AND e.status = 'sending' AND e.lease_expires_at >= :now AND e.id <> d.id)
 ORDER BY d.available_at, d.id
 LIMIT :limit;
@@ -82,7 +85,7 @@ SET status = 'sending',
 WHERE id IN (
     SELECT d.id FROM deliveries d
     WHERE d.id IN (SELECT value FROM json_each(:ids))
-      AND d.status IN ('queued', 'sending')
+      AND +d.status IN ('queued', 'sending')  -- unary +: look up by id, not by status
       AND d.available_at <= :now
       AND (d.status = 'queued' OR d.lease_expires_at < :now)
       AND NOT EXISTS (
@@ -90,8 +93,9 @@ WHERE id IN (
           WHERE e.channel = d.channel AND e.thread_id = d.thread_id
             AND e.status IN ('queued', 'sending') AND e.id < d.id)
       AND NOT EXISTS (
-          SELECT 1 FROM deliveries e
+          SELECT 1 FROM deliveries e INDEXED BY deliveries_thread_active
           WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+            AND e.status IN ('queued', 'sending')
             AND e.status = 'sending' AND e.lease_expires_at >= :now AND e.id <> d.id))
 RETURNING *;
 
@@ -122,6 +126,18 @@ SET start_index = :part_index + 1,
     last_error = NULL,
     updated_at = :now
 WHERE id = :id AND lease_epoch = :epoch AND status = 'sending' AND start_index = :part_index;
+
+-- name: advance_cursor_within
+-- advance_cursor for a part that is not the last: the same write, but it leaves status and
+-- finished_at alone, so SQLite need not touch the indexes that depend on them (a third of
+-- the cost of the write). A last part matches no row here; it takes advance_cursor.
+UPDATE deliveries
+SET start_index = :part_index + 1,
+    in_flight_index = NULL,
+    last_error = NULL,
+    updated_at = :now
+WHERE id = :id AND lease_epoch = :epoch AND status = 'sending' AND start_index = :part_index
+  AND :part_index + 1 < part_count;
 
 -- name: mark_part_sent
 UPDATE delivery_parts

@@ -1,0 +1,108 @@
+"""Acknowledged parts recorded in batches: each part's result is what it would be alone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+import relaybox
+from _outbox_helpers import fast_config
+from relaybox.models import Status
+from relaybox.outbox import transitions as tr
+from relaybox.worker.acks import AckBatcher
+
+
+@pytest.fixture
+def rb(store_url: str) -> relaybox.Relaybox:
+    handle = relaybox.open(store_url, config=fast_config())
+    yield handle
+    handle.close()
+
+
+async def _enqueue(rb: relaybox.Relaybox, thread: str, parts: int) -> None:
+    texts = [f"{thread} {i}" for i in range(parts)]
+    await rb.enqueue(channel="mem", thread_id=thread, recipient="r", parts=texts)
+
+
+def _sent(d, index: int, *, last: bool, worker: str = "w") -> tr.SentPart:  # type: ignore[no-untyped-def]
+    attempt = tr.AttemptRecord(
+        d.id, d.attempts, worker, time.time(), "surfaced", d.correlation_id,
+        part_index=index, guid=d.parts[index - d.start_index].guid,
+    )  # fmt: skip
+    return tr.SentPart(tr.Lease(d.id, d.lease_epoch), index, "surfaced", f"m{index}", attempt, last)
+
+
+async def test_results_match_single_writes(rb: relaybox.Relaybox):
+    await _enqueue(rb, "a", 3)
+    await _enqueue(rb, "b", 1)
+    await _enqueue(rb, "c", 2)
+    a, b, c = sorted(
+        await rb.store.run(tr.claim("w", ["mem"], 10, lease_seconds=30)), key=lambda d: d.thread_id
+    )
+    stale_c = tr.SentPart(
+        tr.Lease(c.id, c.lease_epoch - 1), 0, "surfaced", None, _sent(c, 0, last=False).attempt
+    )
+    # a: a middle part; b: its only part, flagged wrongly as not last; c: a stale lease
+    results = await rb.store.run(
+        tr.record_sent_many([_sent(a, 0, last=False), _sent(b, 0, last=False), stale_c])
+    )
+    assert results == [True, True, False]
+    da, db, dc = (await rb.delivery(a.id), await rb.delivery(b.id), await rb.delivery(c.id))
+    assert (da.status, da.start_index) == (Status.SENDING, 1)
+    assert (db.status, db.start_index) == (Status.DELIVERED, 1) and db.finished_at is not None
+    assert db.lease_owner is None
+    assert (dc.status, dc.start_index) == (Status.SENDING, 0)
+    assert [p.outcome for p in da.parts] == ["surfaced", None, None]
+    assert da.parts[0].transport_message_id == "m0"
+    assert [p.outcome for p in dc.parts] == [None, None]
+    [row_c] = await rb.attempts(c.id)
+    assert "lease lost" in (row_c.error or "")
+    [row_a] = await rb.attempts(a.id)
+    assert row_a.error is None and row_a.part_index == 0 and row_a.outcome == "surfaced"
+
+
+async def test_one_part_per_delivery_per_batch(rb: relaybox.Relaybox):
+    await _enqueue(rb, "a", 2)
+    [a] = await rb.store.run(tr.claim("w", ["mem"], 10, lease_seconds=30))
+    with pytest.raises(ValueError, match="at most one part per delivery"):
+        tr.record_sent_many([_sent(a, 0, last=False), _sent(a, 0, last=False)])
+
+
+async def test_batcher_settles_every_waiter_with_its_own_result(rb: relaybox.Relaybox):
+    for n in range(40):
+        await _enqueue(rb, f"t{n}", 2)
+    claimed = await rb.store.run(tr.claim("w", ["mem"], 100, lease_seconds=30))
+    assert len(claimed) == 40
+    batcher = AckBatcher(rb.store)
+    stale = claimed[0]
+    stale_part = tr.SentPart(
+        tr.Lease(stale.id, stale.lease_epoch + 5), 0, "surfaced", None,
+        _sent(stale, 0, last=False).attempt,
+    )  # fmt: skip
+    first = [_sent(d, 0, last=False) for d in claimed[1:]]
+    # Two parts of one delivery in the same turn go out in two batches, in order.
+    again = claimed[1]
+    results = await asyncio.gather(
+        *(batcher.record_sent(s) for s in [stale_part, *first, _sent(again, 1, last=True)]),
+    )
+    assert results == [False] + [True] * 39 + [True]
+    assert (await rb.delivery(again.id)).status is Status.DELIVERED
+    rest = claimed[2:]
+    second = await asyncio.gather(*(batcher.record_sent(_sent(d, 1, last=True)) for d in rest))
+    assert all(second)
+    for d in rest:
+        assert (await rb.delivery(d.id)).status is Status.DELIVERED
+    assert (await rb.delivery(stale.id)).start_index == 0
+
+
+async def test_batcher_reports_a_closed_store_to_every_waiter(rb: relaybox.Relaybox):
+    from relaybox.errors import StoreUnavailable
+
+    await _enqueue(rb, "a", 2)
+    [a] = await rb.store.run(tr.claim("w", ["mem"], 10, lease_seconds=30))
+    batcher = AckBatcher(rb.store)
+    rb.store.close()
+    with pytest.raises(StoreUnavailable):
+        await batcher.record_sent(_sent(a, 0, last=False))
