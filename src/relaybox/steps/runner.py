@@ -217,7 +217,8 @@ class StepRunner:
         error: Exception,
     ) -> StepResult:
         if isinstance(error, (RetryableStepError, *policy.retryable)):
-            released = await self.store.run(
+            released = await run_retrying(
+                self.store,
                 t.release(
                     lease,
                     error_type=type(error).__name__,
@@ -225,7 +226,7 @@ class StepRunner:
                     event="retryable_error",
                     correlation_id=request.correlation_id,
                     worker=self.owner,
-                )
+                ),
             )
             if not released:
                 log.warning("step %s: lease lost before a retryable error was noted", record.id)
@@ -244,7 +245,8 @@ class StepRunner:
     ) -> StepResult:
         message = f"the step ran past its {policy.timeout}s timeout"
         if policy.retry_safe:
-            await self.store.run(
+            await run_retrying(
+                self.store,
                 t.release(
                     lease,
                     error_type="StepTimedOut",
@@ -252,7 +254,7 @@ class StepRunner:
                     event="timed_out",
                     correlation_id=request.correlation_id,
                     worker=self.owner,
-                )
+                ),
             )
             await self._audit(
                 record, message, "timed_out", request.correlation_id, False, "StepTimedOut"
