@@ -137,10 +137,8 @@ async def test_listener_reconnects_after_its_connection_is_killed(rb: relaybox.R
         await running.stop()
 
 
-async def test_worker_polls_when_it_is_cut_off_from_notifications(
-    pg_url: str,
-) -> None:
-    """Default poll: slow while LISTEN is up, fast while the listener is down."""
+async def test_worker_polls_fast_while_it_is_cut_off_from_notifications(pg_url: str) -> None:
+    """Default poll: slow while LISTEN is up; fast while the listener cannot reconnect."""
     rb = relaybox.open(pg_url, config=_config(poll_interval_seconds=None))
     running = Running(rb)
     notifier = running.worker.notifier
@@ -148,10 +146,12 @@ async def test_worker_polls_when_it_is_cut_off_from_notifications(
     try:
         await _eventually(lambda: notifier.listening)
         assert running.worker.poll_seconds() == LISTENING_POLL_SECONDS
+        notifier.url = "postgresql://postgres@127.0.0.1:1/nowhere"  # reconnecting will fail
         terminate_backends(PG_URL, os.getpid())  # the store's and the listener's connections
-        await _eventually(lambda: notifier.reconnects >= 1)
+        await _eventually(lambda: notifier.reconnects >= 2 and not notifier.listening)
+        assert running.worker.poll_seconds() == POLL_SECONDS
         await rb.enqueue(channel="mem", thread_id="t", recipient="a", parts=["x"])
-        await _eventually(lambda: len(running.transport.seen) == 1)
+        await _eventually(lambda: len(running.transport.seen) == 1)  # found by polling
     finally:
         await running.stop()
         rb.close()
