@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,8 +89,23 @@ class WorkerProcess:
                 ],
                 stdout=log,
                 stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},  # its log, line by line
             )
         return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the worker says it is delivering (its signal handlers follow at once).
+
+        A SIGTERM that arrives while the process is still importing ends it the default way
+        (exit status -15), which is right for a process that holds nothing, but is not the
+        graceful stop a test wants to check.
+        """
+        deadline = time.monotonic() + timeout
+        while " delivering on " not in self.output():
+            assert self.alive(), f"worker {self.tag} exited early:\n{self.output()}"
+            assert time.monotonic() < deadline, f"worker {self.tag} not ready:\n{self.output()}"
+            time.sleep(0.05)
+        time.sleep(0.2)
 
     @property
     def pid(self) -> int:
@@ -107,9 +123,10 @@ class WorkerProcess:
         self.killed = True
 
     def stop(self) -> int:
-        """SIGTERM and wait; returns the exit status."""
+        """SIGTERM once the worker is up, and wait; returns the exit status."""
         assert self.process is not None
         if self.process.poll() is None:
+            self.wait_ready()
             self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout=30)
