@@ -59,6 +59,9 @@ RETURNING id;
 -- hashtext(channel/thread)); a hash collision only makes two threads take turns.
 -- A 'sending' delivery whose lease lapsed (its worker died) is claimed again.
 -- A worker claims only the channels it has transports for (:channels).
+-- The lock is tried on the heads in claim order until :limit are locked (the volatile lock
+-- call stays outside the subquery, so only real heads are locked): workers claiming at the
+-- same moment take the next free heads instead of coming back empty-handed.
 SELECT head.id
 FROM (
     SELECT d.id, d.channel, d.thread_id
@@ -76,9 +79,10 @@ FROM (
           WHERE e.channel = d.channel AND e.thread_id = d.thread_id
             AND e.status = 'sending' AND e.lease_expires_at >= :now AND e.id <> d.id)
     ORDER BY d.available_at, d.id
-    LIMIT :limit
+    OFFSET 0  -- a fence: the planner must not evaluate the lock call inside, on non-heads
 ) AS head
-WHERE pg_try_advisory_xact_lock(1919251576, hashtext(head.channel || '/' || head.thread_id));
+WHERE pg_try_advisory_xact_lock(1919251576, hashtext(head.channel || '/' || head.thread_id))
+LIMIT :limit;
 
 -- name: claim_deliveries
 -- Claim, step 2 of 2: re-check the heads picked in step 1 and take them. Under READ COMMITTED

@@ -1,0 +1,2 @@
+-- PostgreSQL's 0004 sets storage parameters (fillfactor, autovacuum) of the outbox tables.
+-- SQLite has no such settings: this step only keeps both stores' schema versions in step.
