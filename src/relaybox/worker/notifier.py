@@ -44,7 +44,7 @@ class Notifier:
         self._wake = wake
         self._listening = False
         self._was_listening = False
-        self.reconnects = 0  # how many times the connection was lost and made again
+        self.reconnects = 0  # how many times the listener had to connect again
 
     @property
     def listening(self) -> bool:
@@ -63,7 +63,7 @@ class Notifier:
             failures = 1 if self._was_listening else failures + 1
             self.reconnects += 1
             delay = min(_MAX_BACKOFF_SECONDS, 0.05 * 2**failures)
-            log.warning("LISTEN connection lost (%s); reconnecting in %.2fs", reason, delay)
+            log.warning("LISTEN connection lost or refused (%s); retrying in %.2fs", reason, delay)
             await asyncio.sleep(delay)
 
     async def _listen(self) -> None:
