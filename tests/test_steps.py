@@ -596,3 +596,17 @@ async def test_an_agent_turn_through_the_public_client(store_url: str, card: Car
         assert await refund(step_id="r-1", resource_id="+15550100", charge="ch_1") == "re_ch_1"
     finally:
         rb.close()
+
+
+async def test_the_worker_pruner_forgets_expired_outcomes(store: Store, card: Card) -> None:
+    from relaybox.config import RetentionConfig
+    from relaybox.worker.pruner import prune_expired_steps
+
+    runner = StepRunner(store, make_config(retention_seconds=0.1))
+    for n in range(5):
+        await runner.run(f"s{n}", CHARGE, charging(card), resource_id="alice")
+    await asyncio.sleep(0.2)
+    await runner.run("fresh", CHARGE, charging(card), resource_id="alice")
+    forgotten = await prune_expired_steps(store, RetentionConfig(batch_size=2), asyncio.Event())
+    assert forgotten == 5
+    assert [s.step_id for s in await store.read(steps_inspect.list_steps())] == ["fresh"]

@@ -1,7 +1,9 @@
 """Pruner: every ``[retention] interval_seconds``, delete history older than its retention age.
 
 Runs in each worker (several workers pruning at once only find less to delete). The work is
-in :mod:`relaybox.retention`; this is just the loop, which never stops the worker.
+in :mod:`relaybox.retention`; this is just the loop, which never stops the worker. Step
+outcomes carry their own expiry (``[steps] retention_seconds``); the loop forgets expired ones
+too, in batches.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 
 from relaybox import retention
 from relaybox.config import RetentionConfig
+from relaybox.steps import transitions as step_transitions
 from relaybox.store import Store
 
 log = logging.getLogger("relaybox.worker")
@@ -53,4 +56,22 @@ async def prune_once(store: Store, config: RetentionConfig, stop: asyncio.Event)
                 plan.age_days,
                 result.batches,
             )
+    return total + await prune_expired_steps(store, config, stop)
+
+
+async def prune_expired_steps(store: Store, config: RetentionConfig, stop: asyncio.Event) -> int:
+    """Forget step outcomes past their own expiry, a batch per transaction."""
+    total = 0
+    while not stop.is_set():
+        try:
+            deleted = await store.run(step_transitions.prune_expired(config.batch_size))
+        except Exception as error:  # noqa: BLE001 - pruning must never stop the worker
+            log.warning("pruning expired step outcomes failed: %s", error)
+            break
+        total += deleted
+        if deleted < config.batch_size:
+            break
+        await asyncio.sleep(PAUSE_BETWEEN_BATCHES)
+    if total:
+        log.info("forgot %d expired step outcomes", total)
     return total
