@@ -106,3 +106,20 @@ async def test_batcher_reports_a_closed_store_to_every_waiter(rb: relaybox.Relay
     rb.store.close()
     with pytest.raises(StoreUnavailable):
         await batcher.record_sent(_sent(a, 0, last=False))
+
+
+async def test_renew_extends_only_leases_still_held(rb: relaybox.Relaybox):
+    for n in range(3):
+        await _enqueue(rb, f"r{n}", 1)
+    a, b, c = sorted(
+        await rb.store.run(tr.claim("w", ["mem"], 10, lease_seconds=30)), key=lambda d: d.id
+    )
+    await rb.cancel(c.id)  # an operator stops c: its lease is gone
+    stale_b = tr.Lease(b.id, b.lease_epoch - 1)  # an older claim of b, taken over since
+    before = (await rb.delivery(a.id)).lease_expires_at
+    kept = await rb.store.run(
+        tr.renew([tr.Lease(a.id, a.lease_epoch), stale_b, tr.Lease(c.id, c.lease_epoch)], 120)
+    )
+    assert kept == {a.id}
+    assert (await rb.delivery(a.id)).lease_expires_at > before + 60
+    assert await rb.store.run(tr.renew([], 120)) == set()

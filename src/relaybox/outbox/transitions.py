@@ -86,12 +86,12 @@ def claim(
         rows = tx.fetch_all("claim_deliveries", {**params, "ids": heads})
         if not rows:
             return []
-        ids = [int(r["id"]) for r in rows]
-        parts: dict[int, list[Part]] = {i: [] for i in ids}
-        for p in tx.fetch_all("unsent_parts_of_deliveries", {"ids": ids}):
-            parts[int(p["delivery_id"])].append(
-                Part(index=int(p["part_index"]), guid=p["guid"], body=p["body"])
-            )
+        cursors = {int(r["id"]): int(r["start_index"]) for r in rows}
+        parts: dict[int, list[Part]] = {i: [] for i in cursors}
+        for p in tx.fetch_all("parts_of_deliveries", {"ids": list(cursors)}):
+            delivery_id, index = int(p["delivery_id"]), int(p["part_index"])
+            if index >= cursors[delivery_id]:  # parts before the cursor were acknowledged
+                parts[delivery_id].append(Part(index=index, guid=p["guid"], body=p["body"]))
         claimed = [Delivery.from_row(r, tuple(parts[int(r["id"])])) for r in rows]
         claimed.sort(key=lambda d: d.id)
         return claimed
@@ -100,16 +100,16 @@ def claim(
 
 
 def renew(leases: list[Lease], lease_seconds: float) -> Unit[set[int]]:
-    """Unit: extend leases; returns the ids whose lease is still ours."""
+    """Unit: extend leases (one statement for all); returns the ids whose lease is still ours."""
 
     def unit(tx: Tx) -> set[int]:
-        until = time.time() + lease_seconds
-        kept: set[int] = set()
-        for lease in leases:
-            params = {"id": lease.delivery_id, "epoch": lease.epoch, "lease_until": until}
-            if tx.execute("renew_lease", params) == 1:
-                kept.add(lease.delivery_id)
-        return kept
+        if not leases:
+            return set()
+        params = {
+            "leases": json.dumps([[lease.delivery_id, lease.epoch] for lease in leases]),
+            "lease_until": time.time() + lease_seconds,
+        }
+        return {int(r["id"]) for r in tx.fetch_all("renew_leases", params)}
 
     return unit
 

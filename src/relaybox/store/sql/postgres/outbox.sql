@@ -114,16 +114,21 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED)
 RETURNING *;
 
--- name: unsent_parts_of_deliveries
-SELECT p.* FROM delivery_parts p
-JOIN deliveries d ON d.id = p.delivery_id
-WHERE p.delivery_id = ANY(:ids)
-  AND p.part_index >= d.start_index
-ORDER BY p.delivery_id, p.part_index;
+-- name: parts_of_deliveries
+-- Every part of the given deliveries (the caller skips those before each cursor): an index
+-- probe per delivery, whatever the size of the tables.
+SELECT * FROM delivery_parts
+WHERE delivery_id = ANY(:ids)
+ORDER BY delivery_id, part_index;
 
--- name: renew_lease
-UPDATE deliveries SET lease_expires_at = :lease_until
-WHERE id = :id AND lease_epoch = :epoch AND status = 'sending';
+-- name: renew_leases
+-- Extend many leases in one statement; :leases is a JSON array of [id, epoch] pairs. Returns
+-- the deliveries whose lease is still this worker's.
+UPDATE deliveries d SET lease_expires_at = :lease_until
+FROM (SELECT (v ->> 0)::bigint AS id, (v ->> 1)::integer AS epoch
+      FROM jsonb_array_elements(:leases::jsonb) AS v) AS l
+WHERE d.id = l.id AND d.lease_epoch = l.epoch AND d.status = 'sending'
+RETURNING d.id;
 
 -- name: mark_send_started
 UPDATE deliveries SET in_flight_index = :part_index, updated_at = :now

@@ -99,16 +99,21 @@ WHERE id IN (
             AND e.status = 'sending' AND e.lease_expires_at >= :now AND e.id <> d.id))
 RETURNING *;
 
--- name: unsent_parts_of_deliveries
-SELECT p.* FROM delivery_parts p
-JOIN deliveries d ON d.id = p.delivery_id
-WHERE p.delivery_id IN (SELECT value FROM json_each(:ids))
-  AND p.part_index >= d.start_index
-ORDER BY p.delivery_id, p.part_index;
+-- name: parts_of_deliveries
+-- Every part of the given deliveries (the caller skips those before each cursor): an index
+-- probe per delivery, whatever the size of the tables.
+SELECT * FROM delivery_parts
+WHERE delivery_id IN (SELECT value FROM json_each(:ids))
+ORDER BY delivery_id, part_index;
 
--- name: renew_lease
+-- name: renew_leases
+-- Extend many leases in one statement; :leases is a JSON array of [id, epoch] pairs. Returns
+-- the deliveries whose lease is still this worker's.
 UPDATE deliveries SET lease_expires_at = :lease_until
-WHERE id = :id AND lease_epoch = :epoch AND status = 'sending';
+FROM (SELECT value ->> 0 AS lease_id, value ->> 1 AS lease_epoch FROM json_each(:leases)) AS l
+WHERE deliveries.id = l.lease_id AND deliveries.lease_epoch = l.lease_epoch
+  AND +deliveries.status = 'sending'  -- unary +: look each one up by id, not by status
+RETURNING deliveries.id;
 
 -- name: mark_send_started
 UPDATE deliveries SET in_flight_index = :part_index, updated_at = :now
