@@ -23,6 +23,7 @@ from relaybox.outbox import transitions as tr
 from relaybox.outbox.enqueue import EnqueueUnit, build_request
 from relaybox.store import Tx
 from relaybox.transports.memory import MemoryTransport
+from relaybox.worker.datawatch import DataVersionWatcher
 from relaybox.worker.notifier import CHANNEL, LISTENING_POLL_SECONDS
 from relaybox.worker.worker import POLL_SECONDS
 
@@ -161,7 +162,9 @@ def test_poll_interval_defaults(sqlite_url: str) -> None:
     rb = relaybox.open(sqlite_url, config=_config(poll_interval_seconds=None))
     try:
         worker = relaybox.Worker(rb.store, rb.config)
-        assert worker.notifier is None and worker.poll_seconds() == POLL_SECONDS
+        # SQLite is watched for commits (worker/datawatch.py); until the watcher runs, poll fast.
+        assert isinstance(worker.notifier, DataVersionWatcher)
+        assert not worker.notifier.listening and worker.poll_seconds() == POLL_SECONDS
         configured = relaybox.Worker(rb.store, _config(poll_interval_seconds=0.2))
         assert configured.poll_seconds() == 0.2
     finally:

@@ -18,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection
+from typing import Protocol
 
 import psycopg
 
 from relaybox.store import Store
 from relaybox.store.postgres import PostgresConnector, connect_kwargs
+from relaybox.store.sqlite import SqliteConnector
+from relaybox.worker.datawatch import DataVersionWatcher
 
 log = logging.getLogger("relaybox.worker")
 
@@ -83,11 +86,24 @@ class Notifier:
                 self._listening = False
 
 
+class WakeSource(Protocol):
+    """What wakes an idle worker: LISTEN/NOTIFY on PostgreSQL, a data_version watch on SQLite."""
+
+    @property
+    def listening(self) -> bool: ...
+
+    async def run(self) -> None: ...
+
+
 def notifier_for(
     store: Store, channels: Collection[str], wake: Callable[[], None]
-) -> Notifier | None:
-    """A :class:`Notifier` for a PostgreSQL store; ``None`` for SQLite (which polls)."""
+) -> WakeSource | None:
+    """A :class:`Notifier` for PostgreSQL, a data_version watcher for a SQLite file."""
     connector = store.connector
+    if isinstance(connector, SqliteConnector):
+        if connector.path == ":memory:":
+            return None
+        return DataVersionWatcher(connector.path, wake)
     if not isinstance(connector, PostgresConnector):
         return None
     return Notifier(connector.url, channels, wake)

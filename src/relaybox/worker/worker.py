@@ -28,7 +28,7 @@ from relaybox.transports.base import Transport
 from relaybox.transports.registry import build_transports
 from relaybox.worker.expirer import expirer_loop
 from relaybox.worker.heartbeat import heartbeat_loop
-from relaybox.worker.notifier import LISTENING_POLL_SECONDS, Notifier, notifier_for
+from relaybox.worker.notifier import LISTENING_POLL_SECONDS, WakeSource, notifier_for
 from relaybox.worker.pacing import Pacer
 from relaybox.worker.pruner import pruner_loop
 from relaybox.worker.runner import CursorWriteFailed, DeliveryRunner, HeldDelivery, RunnerContext
@@ -82,7 +82,7 @@ class Worker:
         self._ctx = RunnerContext(
             store, self.worker_id, self._pacer, self._stop.is_set, self.auditor
         )
-        self.notifier: Notifier | None = notifier_for(store, self.transports, self.notify)
+        self.notifier: WakeSource | None = notifier_for(store, self.transports, self.notify)
 
     # -- control -----------------------------------------------------------------------
 
@@ -142,9 +142,14 @@ class Worker:
         cfg = self.config.worker
         channels = sorted(self.transports)
         failures = 0
+        # While the last claim came back full there is a backlog: then claim only once a
+        # useful batch of slots is free, not one claim per finished delivery (each claim is a
+        # transaction). Without a backlog, claim for whatever woke us, at once.
+        refill = max(1, min(cfg.claim_batch, self.concurrency // 8))
+        backlog = False
         while not self._stop.is_set():
             free = self.concurrency - len(self._held)
-            if free <= 0:
+            if free <= 0 or (backlog and free < refill):
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
@@ -163,7 +168,8 @@ class Worker:
             failures = 0
             for delivery in claimed:
                 self._start(delivery)
-            if len(claimed) < wanted:
+            backlog = len(claimed) == wanted
+            if not backlog:
                 await self._sleep(self.poll_seconds())
 
     def poll_seconds(self) -> float:

@@ -1,0 +1,52 @@
+"""SQLite wake-ups: a commit by another connection wakes an idle worker's claim loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import relaybox
+from _outbox_helpers import fast_config
+from relaybox.store import open_store
+from relaybox.worker.datawatch import DataVersionWatcher
+from relaybox.worker.notifier import notifier_for
+
+
+async def test_a_commit_from_another_connection_wakes_the_watcher(sqlite_url: str):
+    rb = relaybox.open(sqlite_url, config=fast_config())
+    other = open_store(sqlite_url, run_migrations=False)  # another connection, as another process
+    woken = asyncio.Event()
+    wakes = 0
+
+    def wake() -> None:
+        nonlocal wakes
+        wakes += 1
+        woken.set()
+
+    watcher = notifier_for(rb.store, ["mem"], wake)
+    assert isinstance(watcher, DataVersionWatcher)
+    task = asyncio.create_task(watcher.run())
+    try:
+        await asyncio.wait_for(woken.wait(), 5)  # the first wake-up: "look once on start"
+        assert watcher.listening and wakes == 1
+        woken.clear()
+        await asyncio.sleep(0.05)
+        assert wakes == 1  # nothing was committed: no wake-up
+        await relaybox.Relaybox(other, rb.config).enqueue(
+            channel="mem", thread_id="t", recipient="r", parts=["hello"]
+        )
+        await asyncio.wait_for(woken.wait(), 5)
+        assert wakes == 2
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        other.close()
+        rb.close()
+    assert not watcher.listening
+
+
+def test_in_memory_sqlite_has_no_watcher():
+    store = open_store("sqlite:///:memory:")
+    try:
+        assert notifier_for(store, ["mem"], lambda: None) is None
+    finally:
+        store.close()
