@@ -19,9 +19,10 @@ RETURNING id;
 SELECT * FROM job_failures WHERE id = :id;
 
 -- name: list_failures
--- Newest first. Every filter is optional (NULL = any).
+-- Newest first. Every filter is optional (NULL = any). The time filter is written as a range
+-- (no ":since IS NULL OR"), so SQLite can use job_failures_created for it.
 SELECT * FROM job_failures
-WHERE (:since IS NULL OR created_at >= :since)
+WHERE created_at >= coalesce(:since, -1e308)
   AND (:queue IS NULL OR queue = :queue)
   AND (:job_id IS NULL OR job_id = :job_id)
   AND (:stage IS NULL OR stage = :stage)
@@ -50,7 +51,7 @@ SELECT * FROM (
            min(created_at) AS first_at,
            max(created_at) AS last_at
     FROM job_failures
-    WHERE (:since IS NULL OR created_at >= :since)
+    WHERE created_at >= coalesce(:since, -1e308)  -- a range: the created_at index applies
       AND (:queue IS NULL OR queue = :queue)
       AND (:job_id IS NULL OR job_id = :job_id)
       AND (:stage IS NULL OR stage = :stage)
