@@ -114,14 +114,18 @@ class EnqueueUnit:
         if row is None:
             return EnqueueResult(_existing(tx, request), created=False)
         delivery_id = int(row["id"])
-        parts = []
-        for index, text in enumerate(request.parts):
-            guid = part_guid(request.reply_key, index)
-            tx.execute(
-                "insert_part",
-                {"delivery_id": delivery_id, "part_index": index, "guid": guid, "body": text},
-            )
-            parts.append(Part(index=index, guid=guid, body=text))
+        parts = [
+            Part(index=index, guid=part_guid(request.reply_key, index), body=text)
+            for index, text in enumerate(request.parts)
+        ]
+        # One driver call for all parts (SQLite: one prepared statement; psycopg: pipelined).
+        tx.execute_many(
+            "insert_part",
+            [
+                {"delivery_id": delivery_id, "part_index": p.index, "guid": p.guid, "body": p.body}
+                for p in parts
+            ],
+        )
         superseded: tuple[int, ...] = ()
         if request.supersede:
             stale = tx.fetch_all(

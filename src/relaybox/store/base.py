@@ -234,21 +234,36 @@ class Store:
                 self.connector.rollback(conn)
                 return [(False, error)], False
         outcomes: list[tuple[bool, Any]] = []
+        # On PostgreSQL, closing one unit's savepoint and opening the next's travel together:
+        # one round trip per unit instead of two (or three after a failed unit). SQLite, in
+        # process, runs them one by one.
+        fold = self.dialect == "postgres"
+        pending: list[str] = []
         for number, job in enumerate(jobs):
             savepoint = f"unit_{number}"
-            tx.execute_script(f"SAVEPOINT {savepoint}")
+            self._savepoint_sql(tx, [*pending, f"SAVEPOINT {savepoint}"], fold)
             try:
                 value = job.unit(tx)
             except Exception as error:
                 if self.connector.is_disconnect(error):
                     raise
-                tx.execute_script(f"ROLLBACK TO SAVEPOINT {savepoint}")
-                tx.execute_script(f"RELEASE SAVEPOINT {savepoint}")
+                pending = [f"ROLLBACK TO SAVEPOINT {savepoint}", f"RELEASE SAVEPOINT {savepoint}"]
                 outcomes.append((False, error))
                 continue
-            tx.execute_script(f"RELEASE SAVEPOINT {savepoint}")
+            pending = [f"RELEASE SAVEPOINT {savepoint}"]
             outcomes.append((True, value))
+        if len(pending) > 1:
+            # The last unit failed: undo it (COMMIT releases a plain savepoint by itself).
+            self._savepoint_sql(tx, pending, fold)
         return outcomes, True
+
+    @staticmethod
+    def _savepoint_sql(tx: Tx, statements: list[str], fold: bool) -> None:
+        if fold:
+            tx.execute_script("; ".join(statements))
+            return
+        for statement in statements:
+            tx.execute_script(statement)
 
     def _fail_batch(self, jobs: Sequence[_Job[Any]], error: BaseException) -> None:
         disconnected = self.connector.is_disconnect(error)
