@@ -1,0 +1,176 @@
+"""Turn the suite's results into ``results/latest.json`` and a Markdown table (``latest.md``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from benchmarks.common import RESULTS_DIR
+
+
+def _range(s: dict[str, Any], unit: str = "") -> str:
+    return f"{s['median']:,.0f}{unit} ({s['min']:,.0f}-{s['max']:,.0f})"
+
+
+def _secs(s: dict[str, Any]) -> str:
+    return f"{s['median']:.2f} s ({s['min']:.2f}-{s['max']:.2f})"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "**missed**")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        "# relaybox benchmark results",
+        "",
+        f"Run {results['finished_at']} in {results['duration_seconds']:.0f} s on {m['cpu']}, "
+        f"{m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; Python {m['python']}, "
+        f"SQLite {m['sqlite']}, PostgreSQL {m['postgresql']} (synchronous_commit="
+        f"{m['pg_synchronous_commit']}). Figures: median of {results['runs']} runs "
+        "(min-max). Every ratio is between figures of this same run.",
+        "",
+    ]
+    raw = results.get("raw_store")
+    if raw:
+        lines += [
+            "## 1. Raw store limit (single-row commits/s)",
+            "",
+            "| store | commits/s |",
+            "| --- | --- |",
+            f"| SQLite, relaybox's pragmas (WAL, synchronous=FULL) | "
+            f"{_range(raw['sqlite_commits_per_second'])} |",
+            f"| SQLite, synchronous=NORMAL (reference only) | "
+            f"{_range(raw['sqlite_normal_commits_per_second'])} |",
+            f"| PostgreSQL, 1 connection | "
+            f"{_range(raw['postgres_1_connection_commits_per_second'])} |",
+            f"| PostgreSQL, 8 connections | "
+            f"{_range(raw['postgres_8_connections_commits_per_second'])} |",
+            "",
+        ]
+    tp = results.get("throughput")
+    if tp:
+        lines += [
+            "## 2. Throughput: delivered parts/s (no-op transport, 4-part replies)",
+            "",
+            "| store | worker processes | parts/s | x raw commits/s | CPU ms/part "
+            "(workers / PostgreSQL) |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for row in tp:
+            cpu = row["cpu_ms_per_part"]
+            cpu_text = f"{cpu.get('workers', 0):.3f}"
+            if "postgres" in cpu:
+                cpu_text += f" / {cpu['postgres']:.3f}"
+            lines.append(
+                f"| {row['store']} | {row['worker_processes']} | "
+                f"{_range(row['parts_per_second'])} | {row['ratio_to_raw_commits']:.2f}x "
+                f"({row['raw_reference']}) | {cpu_text} |"
+            )
+        settings = tp[0]["settings"]
+        lines += [
+            "",
+            f"Each run: {tp[0]['deliveries_per_run']:,} replies over {tp[0]['threads']:,} "
+            f"threads, worker settings {settings}.",
+            "",
+        ]
+    enq = results.get("enqueue")
+    if enq:
+        lines += [
+            "Enqueue (64 concurrent callers, each reply acknowledged after its commit): "
+            + "; ".join(
+                f"{e['store']} {_range(e['replies_per_second'])} replies/s "
+                f"({e['replies_per_second']['median'] * e['parts_per_reply']:,.0f} parts/s)"
+                for e in enq
+            )
+            + ".",
+            "",
+        ]
+    peers = results.get("peers")
+    if peers:
+        lines += [
+            "## 3. Peer queues, same machine, same PostgreSQL server, no-op jobs",
+            "",
+            "| library | settings | enqueue jobs/s | processed jobs/s |",
+            "| --- | --- | --- | --- |",
+        ]
+        for configs in peers.values():
+            for c in configs:
+                settings = ", ".join(f"{k}={v}" for k, v in c["settings"].items())
+                lines.append(
+                    f"| {c['library']} {c['version']} | {settings} | "
+                    f"{_range(c['enqueue_per_second'])} | {_range(c['process_per_second'])} |"
+                )
+        lines.append("")
+    lat = results.get("latency")
+    if lat:
+        lines += [
+            "## 4. Latency: enqueue to first part surfaced (low load, default settings)",
+            "",
+            "| store | p50 | p99 | max | samples |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for row in lat:
+            lines.append(
+                f"| {row['store']} | {row['p50_ms']:.1f} ms | {row['p99_ms']:.1f} ms | "
+                f"{row['max_ms']:.1f} ms | {row['samples']} |"
+            )
+        lines.append("")
+    rec = results.get("recovery")
+    if rec:
+        lines += [
+            "## 5. Recovery: SIGKILL of the worker holding a delivery → its next part surfaced",
+            "",
+            "| store | lease_seconds | recovery |",
+            "| --- | --- | --- |",
+        ]
+        for row in rec:
+            lines.append(
+                f"| {row['store']} | {row['lease_seconds']:g} (default) | "
+                f"{_secs(row['recovery_seconds'])} |"
+            )
+        lines.append("")
+    ops = results.get("operator_queries")
+    if ops:
+        lines += [
+            "## 6. Operator queries (1,000,000 failures, 5,000,000 attempts)",
+            "",
+            "| store | failures in the last hour | … grouped by chat | trace of one inbound |",
+            "| --- | --- | --- | --- |",
+        ]
+        for row in ops:
+            q = row["queries"]
+            cells = [
+                f"{q[k]['median_ms']:.1f} ms (max {q[k]['max_ms']:.1f})"
+                for k in ("failures_last_hour", "failures_last_hour_by_thread",
+                          "trace_of_one_inbound")
+            ]  # fmt: skip
+            lines.append(f"| {row['store']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    mem = results.get("memory")
+    if mem:
+        lines += [
+            "## 7. Memory: worker peak RSS with 1,000 deliveries in flight (slow transport)",
+            "",
+            "| store | idle RSS | peak RSS |",
+            "| --- | --- | --- |",
+        ]
+        for row in mem:
+            lines.append(
+                f"| {row['store']} | {row['idle_rss_mb']:.0f} MB | {row['peak_rss_mb']:.0f} MB |"
+            )
+        lines.append("")
+    targets = results.get("targets")
+    if targets:
+        lines += ["## Targets", "", "| target | measured | |", "| --- | --- | --- |"]
+        for t in targets:
+            lines.append(f"| {t['target']} | {t['measured']} | {_verdict(t['met'])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write(results: dict[str, Any]) -> None:
+    RESULTS_DIR.mkdir(exist_ok=True)
+    (RESULTS_DIR / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS_DIR / "latest.md").write_text(markdown(results) + "\n")

@@ -1,0 +1,145 @@
+"""Delivered parts per second through the no-op transport, with real worker processes.
+
+Workers start first and idle; then a batch of 4-part replies over thousands of threads is
+committed in one transaction, and the clock runs from that commit until no reply is active.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from benchmarks.common import (
+    CpuMeter,
+    fresh_store,
+    postgres_pids,
+    start_worker,
+    stop_worker,
+    summary,
+    wait_until,
+    work_dir,
+    write_config,
+)
+from benchmarks.seed import enqueue_bulk, requests
+from relaybox.store import open_store
+
+
+def any_active(store: Any) -> bool:
+    """Is any reply still queued or being sent? (An index probe, not a count.)"""
+
+    def unit(tx: Any) -> bool:
+        conn = tx._conn  # benchmark-only: a plain query on the store's own connection
+        row = conn.execute(
+            "SELECT 1 AS one FROM deliveries WHERE status IN ('queued', 'sending') LIMIT 1"
+        ).fetchone()
+        return row is not None
+
+    return bool(store.read_sync(unit))
+
+
+def pg_counters(store: Any) -> dict[str, float]:
+    """WAL volume, commits and HOT updates so far (PostgreSQL's own statistics views)."""
+
+    def unit(tx: Any) -> dict[str, float]:
+        conn = tx._conn
+        wal = conn.execute("SELECT wal_bytes, wal_fpi, wal_records FROM pg_stat_wal").fetchone()
+        db = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        tables = conn.execute(
+            "SELECT coalesce(sum(n_tup_upd), 0) AS upd, coalesce(sum(n_tup_hot_upd), 0) AS hot"
+            " FROM pg_stat_user_tables WHERE schemaname = current_schema()"
+        ).fetchone()
+        return {
+            "wal_bytes": float(wal["wal_bytes"]),
+            "wal_full_page_images": float(wal["wal_fpi"]),
+            "wal_records": float(wal["wal_records"]),
+            "commits": float(db["xact_commit"]),
+            "row_updates": float(tables["upd"]),
+            "hot_updates": float(tables["hot"]),
+        }
+
+    return store.read_sync(unit)
+
+
+def analyze(store: Any) -> None:
+    """Refresh planner statistics after bulk seeding, as autovacuum does on a live server."""
+
+    def unit(tx: Any) -> None:
+        tx.execute_script("ANALYZE")
+
+    store.run_sync(unit, write=True)
+
+
+def measure(
+    kind: str,
+    processes: int,
+    *,
+    deliveries: int = 8000,
+    threads: int = 4000,
+    runs: int = 3,
+    worker_settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    settings = {"concurrency": 256, "claim_batch": 128, **(worker_settings or {})}
+    rates: list[float] = []
+    wall = 0.0
+    with fresh_store(kind) as bench:
+        store = open_store(bench.url)
+        config = write_config(work_dir(), **settings)
+        workers = [start_worker(bench.url, config) for _ in range(processes)]
+        try:
+            # Warm up: every worker imported, connected and claiming.
+            time.sleep(1.5)
+            enqueue_bulk(store, requests(processes * 50, processes * 50, tag="warm"))
+            wait_until(lambda: not any_active(store), timeout=60, interval=0.05)
+            groups = {"workers": lambda: [w.pid for w in workers], "bench": lambda: [os.getpid()]}
+            if kind == "postgres":
+                groups["postgres"] = postgres_pids
+            meter = CpuMeter(groups)
+            wal_before = pg_counters(store) if kind == "postgres" else None
+            for run in range(runs):
+                batch = requests(deliveries, threads, tag=f"run{run}")
+                enqueue_bulk(store, batch, chunk=deliveries)
+                meter.start()
+                started = time.monotonic()
+                if kind == "postgres":
+                    analyze(store)  # inside the timed window: it is not free
+                done = wait_until(lambda: not any_active(store), timeout=300, interval=0.02)
+                meter.stop()
+                rates.append(deliveries * 4 / (done - started))
+                wall += done - started
+            pg_stats = None
+            if wal_before is not None:
+                after = pg_counters(store)
+                parts = deliveries * 4 * runs
+                pg_stats = {k: round((after[k] - wal_before[k]) / parts, 2) for k in after}
+        finally:
+            for proc in workers:
+                stop_worker(proc)
+            store.close()
+            config.unlink(missing_ok=True)
+    return {
+        "store": kind,
+        "worker_processes": processes,
+        "deliveries_per_run": deliveries,
+        "parts_per_delivery": 4,
+        "threads": threads,
+        "settings": settings,
+        "parts_per_second": summary(rates, 0),
+        # CPU seconds per 1,000 delivered parts, by process group (2 cores = 2 s per second)
+        "cpu_ms_per_part": {
+            g: round(used * 1000 / (deliveries * 4 * runs), 3) for g, used in meter.used.items()
+        },
+        "cores_busy": round(sum(meter.used.values()) / wall, 2),
+        "postgres_per_part": pg_stats,
+    }
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    kind = sys.argv[1] if len(sys.argv) > 1 else "sqlite"
+    procs = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    print(json.dumps(measure(kind, procs), indent=2))
