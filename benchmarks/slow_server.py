@@ -63,6 +63,8 @@ class SlowServer:
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             return  # the client went away (a killed worker): nothing to answer
+        except asyncio.CancelledError:
+            return  # close(): end quietly (asyncio's stream callback would report the cancel)
         finally:
             writer.close()
 

@@ -29,11 +29,17 @@ async def test_a_commit_from_another_connection_wakes_the_watcher(sqlite_url: st
         await asyncio.wait_for(woken.wait(), 5)  # the first wake-up: "look once on start"
         assert watcher.listening and wakes == 1
         woken.clear()
+        rb2 = relaybox.Relaybox(other, rb.config)
+        # While the claim loop is busy (not waiting), a commit wakes nobody ...
+        await rb2.enqueue(channel="mem", thread_id="t", recipient="r", parts=["busy"])
         await asyncio.sleep(0.05)
-        assert wakes == 1  # nothing was committed: no wake-up
-        await relaybox.Relaybox(other, rb.config).enqueue(
-            channel="mem", thread_id="t", recipient="r", parts=["hello"]
-        )
+        assert wakes == 1
+        # ... and the reference point is taken when a wait ends, before the next claim.
+        watcher.set_waiting(False)
+        watcher.set_waiting(True)
+        await asyncio.sleep(0.05)
+        assert wakes == 1  # nothing committed since: no wake-up
+        await rb2.enqueue(channel="mem", thread_id="t", recipient="r", parts=["hello"])
         await asyncio.wait_for(woken.wait(), 5)
         assert wakes == 2
     finally:

@@ -45,7 +45,8 @@ class Tx(Protocol):
         """Run a named query once per parameter set, in one driver call; return rows changed.
 
         Much cheaper than a loop of :meth:`execute` (SQLite steps one prepared statement;
-        psycopg pipelines), but says nothing about which parameter set changed what.
+        psycopg pipelines), but says nothing about which parameter set changed what. Scalar
+        parameters only (no lists).
         """
 
     def fetch_one(self, query: str, params: Params | None = None) -> Row | None:

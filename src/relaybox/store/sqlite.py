@@ -32,7 +32,8 @@ class SqliteTx:
         return self._conn.execute(self._queries[query], _adapt(params)).rowcount
 
     def execute_many(self, query: str, params: Sequence[Params]) -> int:
-        return self._conn.executemany(self._queries[query], [_adapt(p) for p in params]).rowcount
+        # Scalar parameters only (no list -> JSON adaptation): this is the per-part hot path.
+        return self._conn.executemany(self._queries[query], params).rowcount
 
     def fetch_one(self, query: str, params: Params | None = None) -> Row | None:
         row = self._conn.execute(self._queries[query], _adapt(params)).fetchone()

@@ -54,6 +54,9 @@ class Notifier:
         """True while a LISTEN is in place, i.e. while notifications can arrive."""
         return self._listening
 
+    def set_waiting(self, waiting: bool) -> None:
+        """Nothing to do: the server pushes notifications whether or not the worker waits."""
+
     async def run(self) -> None:
         failures = 0
         while True:
@@ -91,6 +94,9 @@ class WakeSource(Protocol):
 
     @property
     def listening(self) -> bool: ...
+
+    def set_waiting(self, waiting: bool) -> None:
+        """The claim loop starts (True) or stops (False) waiting for work."""
 
     async def run(self) -> None: ...
 

@@ -186,8 +186,14 @@ class Worker:
         return POLL_SECONDS
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        if self.notifier is not None:
+            self.notifier.set_waiting(True)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        finally:
+            if self.notifier is not None:
+                self.notifier.set_waiting(False)
 
     def _start(self, delivery: Delivery) -> None:
         held = HeldDelivery(delivery, tr.Lease(delivery.id, delivery.lease_epoch))
