@@ -9,7 +9,10 @@ import sys
 def test_demo_kills_a_worker_and_the_user_sees_each_part_once(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "relaybox", "demo"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
         env={"PATH": "/usr/bin:/bin", "COLUMNS": "120"},
     )
     assert run.returncode == 0, run.stdout + run.stderr

@@ -194,9 +194,7 @@ def parse_config(data: dict[str, Any], source: str = "(inline)") -> Config:
         key: _build(kind, _table(data, key, source), f"{key}.", source)
         for key, kind in _SECTIONS.items()
     }
-    return Config(
-        store_url=store_url, worker=worker, channels=channels, source=source, **sections
-    )
+    return Config(store_url=store_url, worker=worker, channels=channels, source=source, **sections)
 
 
 # Plain sections: every key is a field of the dataclass, checked by _check_value.

@@ -58,10 +58,10 @@ def run_demo(*, keep: bool = True) -> int:
             encoding="utf-8",
         )
         console.print(
-            Panel.fit(
-                "A worker crashes halfway through a 4-part reply. Without care, the retry starts\n"
-                "from the top and Alice gets parts 1 and 2 twice. relaybox gives every part a stable\n"
-                "GUID at enqueue and persists a resume cursor after each acknowledged part.",
+            Panel(
+                "A worker crashes halfway through a 4-part reply. Without care, the retry starts "
+                "from the top and Alice gets parts 1 and 2 twice. relaybox gives every part a "
+                "stable GUID at enqueue and persists a resume cursor after each acknowledged part.",
                 title="relaybox demo",
                 border_style="cyan",
             )

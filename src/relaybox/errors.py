@@ -31,6 +31,10 @@ class StoreUnavailable(RelayboxError):
     """The store URL cannot be opened or the store stopped answering."""
 
 
+class StoreConnectionLost(StoreUnavailable):
+    """The connection to the store broke mid-work; the next unit of work reconnects."""
+
+
 class NotFound(RelayboxError):
     """The delivery (or other record) asked for does not exist."""
 

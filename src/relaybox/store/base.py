@@ -24,7 +24,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from relaybox.errors import StoreUnavailable
+from relaybox.errors import StoreConnectionLost, StoreUnavailable
 
 log = logging.getLogger("relaybox.store")
 
@@ -278,7 +278,9 @@ class Store:
                 self._safe_close()
                 disconnected = True
         if disconnected:
-            wrapped: BaseException = StoreUnavailable(f"store connection lost: {_one_line(error)}")
+            wrapped: BaseException = StoreConnectionLost(
+                f"store connection lost: {_one_line(error)}"
+            )
             wrapped.__cause__ = error
         else:
             wrapped = self._translate(error)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from relaybox.errors import StoreConnectionLost
 from relaybox.store.base import Store, Tx
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -72,12 +73,26 @@ def _apply_next(tx: Tx) -> Migration | None:
     return None
 
 
-def migrate(store: Store) -> list[Migration]:
-    """Bring the schema up to date; return the migrations this call applied."""
+def migrate(store: Store, *, reconnect_attempts: int = 5) -> list[Migration]:
+    """Bring the schema up to date; return the migrations this call applied.
+
+    A connection lost mid-way (a database restart, a killed backend) is retried a few times:
+    each migration is its own transaction, so a retry starts from what was committed.
+    """
     applied: list[Migration] = []
-    while (migration := store.run_sync(_apply_next)) is not None:
+    lost = 0
+    while True:
+        try:
+            migration = store.run_sync(_apply_next)
+        except StoreConnectionLost:
+            lost += 1
+            if lost > reconnect_attempts:
+                raise
+            time.sleep(0.1 * 2**lost)
+            continue
+        if migration is None:
+            return applied
         applied.append(migration)
-    return applied
 
 
 def schema_version(store: Store) -> int:
