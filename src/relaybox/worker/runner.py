@@ -220,15 +220,8 @@ class DeliveryRunner:
     ) -> bool:
         attempt = self._attempt(part, started, outcome, str(error))
         if self.d.attempts >= self.d.max_attempts:
-            await self.ctx.store.run(
-                tr.finish(
-                    self.lease,
-                    Status.FAILED,
-                    f"gave up after {self.d.attempts} attempts: {error}",
-                    attempt,
-                )
-            )
             message = f"gave up after {self.d.attempts} attempts: {error}"
+            await self.ctx.store.run(tr.finish(self.lease, Status.FAILED, message, attempt))
             await self._audit(part, outcome, message, terminal=True, error=error)
             return False
         delay = retry_delay(self.channel.retry, self.d.attempts)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from relaybox.audit.deliveries import worker_failure
 from relaybox.audit.recorder import FailureAuditor
 from relaybox.config import Config
-from relaybox.errors import StoreUnavailable
+from relaybox.errors import ConfigError, StoreUnavailable
 from relaybox.models import Delivery
 from relaybox.outbox import transitions as tr
 from relaybox.store import Store
@@ -63,16 +63,14 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self.concurrency = concurrency or config.worker.concurrency
         given = dict(transports or {})
-        built = build_transports(config)
-        built.update(given)
-        self.transports: dict[str, Transport] = built
         unknown = set(given) - set(config.channels)
         if unknown:
-            from relaybox.errors import ConfigError
-
             raise ConfigError(
                 f"transports given for unconfigured channels: {', '.join(sorted(unknown))}"
             )
+        built = build_transports(config)
+        built.update(given)
+        self.transports: dict[str, Transport] = built
         self._held: dict[int, HeldDelivery] = {}
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
