@@ -1,48 +1,43 @@
 """Heartbeat: renew the leases of every delivery this worker holds, in one write.
 
-If a renewal finds a lease gone (the worker stalled past its lease and another took over,
-or an operator cancelled the delivery), the delivery is flagged ``lost`` and its runner stops
-before its next send; its fenced writes would change nothing anyway.
+Runs as a supervised service (``worker/service.py``) every third of the lease. If a renewal
+finds a lease gone (the worker stalled past its lease and another took over, or an operator
+cancelled the delivery), the delivery is flagged ``lost`` and its runner stops before its next
+send; its fenced writes would change nothing anyway. A renewal that fails (store unavailable)
+raises: the service logs it and tries again after a short backoff, never later than the next
+interval.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
-from relaybox.errors import StoreUnavailable
+from relaybox.clock import SYSTEM, Clock
 from relaybox.outbox import transitions as tr
 from relaybox.store import Store
 from relaybox.worker.runner import HeldDelivery
+from relaybox.worker.service import Service
 
 log = logging.getLogger("relaybox.worker")
 
 
-async def heartbeat_loop(
+def heartbeat_service(
     store: Store,
     held: Callable[[], Iterable[HeldDelivery]],
     lease_seconds: float,
-    stop: asyncio.Event,
-) -> None:
-    interval = lease_seconds / 3.0
-    while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-            return
-        except TimeoutError:
-            pass
+    clock: Clock = SYSTEM,
+) -> Service:
+    async def body() -> None:
         await renew_once(store, list(held()), lease_seconds)
+
+    return Service("heartbeat", body, every=lease_seconds / 3.0, run_first=False, clock=clock)
 
 
 async def renew_once(store: Store, holding: list[HeldDelivery], lease_seconds: float) -> None:
     if not holding:
         return
-    try:
-        kept = await store.run(tr.renew([h.lease for h in holding], lease_seconds))
-    except StoreUnavailable as error:
-        log.warning("lease renewal failed (store unavailable): %s", error)
-        return
+    kept = await store.run(tr.renew([h.lease for h in holding], lease_seconds))
     for h in holding:
         if h.lease.delivery_id not in kept and not h.lost:
             log.info("lease on delivery %s lost", h.lease.delivery_id)

@@ -1,7 +1,8 @@
 """Pruner: every ``[retention] interval_seconds``, delete history older than its retention age.
 
 Runs in each worker (several workers pruning at once only find less to delete). The work is
-in :mod:`relaybox.retention`; this is just the loop, which never stops the worker. Step
+in :mod:`relaybox.retention`; this is one pass of a supervised service (``worker/service.py``),
+which never stops the worker. Step
 outcomes carry their own expiry (``[steps] retention_seconds``); the loop forgets expired ones
 too, in batches.
 """
@@ -9,26 +10,31 @@ too, in batches.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from relaybox import retention
+from relaybox.clock import SYSTEM, Clock
 from relaybox.config import RetentionConfig
 from relaybox.steps import transitions as step_transitions
 from relaybox.store import Store
+from relaybox.worker.service import Service
 
 log = logging.getLogger("relaybox.worker")
 
 PAUSE_BETWEEN_BATCHES = 0.01  # let other writers in between two delete transactions
 
 
-async def pruner_loop(store: Store, config: RetentionConfig, stop: asyncio.Event) -> None:
+def pruner_service(
+    store: Store, config: RetentionConfig, stop: asyncio.Event, clock: Clock = SYSTEM
+) -> Service | None:
+    """The pruner as a service, or None when retention is disabled."""
     if not config.enabled:
-        return
-    while not stop.is_set():
+        return None
+
+    async def body() -> None:
         await prune_once(store, config, stop)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=config.interval_seconds)
+
+    return Service("pruner", body, every=config.interval_seconds, clock=clock)
 
 
 async def prune_once(store: Store, config: RetentionConfig, stop: asyncio.Event) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 from relaybox.audit.deliveries import worker_failure
 from relaybox.audit.recorder import FailureAuditor
+from relaybox.clock import SYSTEM, Clock
 from relaybox.config import Config
 from relaybox.errors import ConfigError, StoreUnavailable
 from relaybox.models import Delivery
@@ -26,12 +27,13 @@ from relaybox.outbox import transitions as tr
 from relaybox.store import Store
 from relaybox.transports.base import Transport
 from relaybox.transports.registry import build_transports
-from relaybox.worker.expirer import expirer_loop
-from relaybox.worker.heartbeat import heartbeat_loop
+from relaybox.worker.expirer import expirer_service
+from relaybox.worker.heartbeat import heartbeat_service
 from relaybox.worker.notifier import LISTENING_POLL_SECONDS, WakeSource, notifier_for
 from relaybox.worker.pacing import Pacer
-from relaybox.worker.pruner import pruner_loop
+from relaybox.worker.pruner import pruner_service
 from relaybox.worker.runner import CursorWriteFailed, DeliveryRunner, HeldDelivery, RunnerContext
+from relaybox.worker.service import Service, ServiceGroup
 
 log = logging.getLogger("relaybox.worker")
 
@@ -57,8 +59,10 @@ class Worker:
         transports: Mapping[str, Transport] | None = None,
         concurrency: int | None = None,
         worker_id: str | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.store = store
+        self.clock = clock
         self.config = config
         self.worker_id = worker_id or new_worker_id()
         self.concurrency = concurrency or config.worker.concurrency
@@ -81,6 +85,25 @@ class Worker:
             store, self.worker_id, self._pacer, self._stop.is_set, self.auditor
         )
         self.notifier: WakeSource | None = notifier_for(store, self.transports, self.notify)
+        self.services = self._core_services()
+
+    def _core_services(self) -> ServiceGroup:
+        """The worker's background jobs, each a supervised service (``worker/service.py``).
+
+        Other parts add theirs with ``worker.services.add(Service(...))`` before :meth:`run`.
+        """
+        cfg = self.config.worker
+        group = ServiceGroup()
+        group.add(heartbeat_service(self.store, self._held.values, cfg.lease_seconds, self.clock))
+        group.add(
+            expirer_service(self.store, cfg.expire_interval_seconds, self.auditor, self.clock)
+        )
+        pruner = pruner_service(self.store, self.config.retention, self._stop, self.clock)
+        if pruner is not None:
+            group.add(pruner)
+        if self.notifier is not None:
+            group.add(Service("wakeups", self.notifier.run, every=None, clock=self.clock))
+        return group
 
     # -- control -----------------------------------------------------------------------
 
@@ -103,30 +126,14 @@ class Worker:
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-        lease = self.config.worker.lease_seconds
-        background = [
-            asyncio.create_task(heartbeat_loop(self.store, self._held.values, lease, self._stop)),
-            asyncio.create_task(
-                expirer_loop(
-                    self.store,
-                    self.config.worker.expire_interval_seconds,
-                    self._stop,
-                    self.auditor,
-                )
-            ),
-            asyncio.create_task(pruner_loop(self.store, self.config.retention, self._stop)),
-        ]
-        listener = None if self.notifier is None else asyncio.create_task(self.notifier.run())
+        self.services.start(self._stop)
         log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
         try:
             await self._claim_loop()
         finally:
             await self._drain()
             self._stop.set()
-            if listener is not None:
-                listener.cancel()
-                background.append(listener)
-            await asyncio.gather(*background, return_exceptions=True)
+            await self.services.close()
             for transport in self.transports.values():
                 await transport.aclose()
             if install_signal_handlers:
