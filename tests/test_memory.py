@@ -200,6 +200,29 @@ async def test_history_by_time(store: Store) -> None:
     assert [m.id for m in await history.between(cut)] == [second.id]
 
 
+async def test_history_entries_hold_structured_content_and_pop_and_clear_stay_in_scope(
+    store: Store,
+) -> None:
+    alice, bob = mem(store, ALICE).history, mem(store, BOB).history
+    call = {"type": "tool_call", "name": "book", "arguments": {"people": 2}, "id": "c1"}
+    await alice.extend([("user", "book for two"), ("assistant", call), ("tool", [1, "ok"], None)])
+    await bob.append("user", "bob's own words")
+    entries = await alice.recent(10)
+    assert [(m.role, m.content, m.structured) for m in entries] == [
+        ("user", "book for two", False),
+        ("assistant", call, True),
+        ("tool", [1, "ok"], True),
+    ]
+    popped = await alice.pop()
+    assert popped is not None and popped.content == [1, "ok"]
+    assert [m.content for m in await alice.recent(10)] == ["book for two", call]
+    assert await alice.clear() == 2
+    assert await alice.recent(10) == [] and await alice.pop() is None
+    assert [m.content for m in await bob.recent(10)] == ["bob's own words"]
+    with pytest.raises(InvalidMemory, match=r"message content\.x is a set"):
+        await alice.append("tool", {"x": {1}})
+
+
 async def test_notes_belong_to_the_person(store: Store) -> None:
     await mem(store, ALICE).notes.add("prefers window seats")
     await mem(store, ALICE_OTHER_CHAT).notes.add("vegetarian", metadata={"confidence": 0.9})

@@ -45,3 +45,8 @@ class InvalidState(RelayboxError):
 
 class InvalidInbound(RelayboxError):
     """An inbound message cannot be recorded as given (empty id, oversized text, ...)."""
+
+
+class TurnLeaseLost(RelayboxError):
+    """This attempt no longer holds its turn (another attempt took it over): nothing it tried
+    to write was stored."""

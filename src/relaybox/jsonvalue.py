@@ -1,5 +1,25 @@
 """Strict JSON values: what relaybox hashes or stores must be plain JSON, nothing Python-only.
 
+Ordinary Python values are first converted to JSON by one documented rule (:func:`to_json`;
+``docs/steps.md`` has the table), so an intent or a step result may hold them:
+
+===========================  =============================================================
+``datetime`` (aware)         ISO 8601 text in UTC with ``Z``: ``"2026-11-29T16:12:00Z"``
+``datetime`` (naive)         ISO 8601 text, no zone: ``"2026-11-29T16:12:00"``
+``date`` / ``time``          ISO 8601 text: ``"2026-11-29"``, ``"16:12:00"``
+``Decimal``                  a JSON number (exact in the hash; stored as int or float)
+``UUID``                     its hyphenated lower-case text
+``Enum`` member              its ``value``, converted by the same rule
+dataclass instance           an object of all its fields, converted by the same rule
+pydantic model               ``model.model_dump(mode="json")``
+tuple                        an array
+===========================  =============================================================
+
+Sets, bytes and other objects are still refused (they have no single JSON form). A replay
+returns the converted JSON, never the original Python type: a ``datetime`` comes back as its
+text, a dataclass as a dict. Conversion only touches values that were refused before, so the
+hash of every intent that was valid before is unchanged.
+
 Two encoders share one validator:
 
 * :func:`dumps` writes a value for storage (compact, keys sorted) and refuses anything
@@ -17,10 +37,14 @@ caller can say exactly what to fix.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 import math
+import uuid
 from collections.abc import Mapping
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 MAX_DEPTH = 64  # deeper nesting is almost surely a cycle or a mistake; refuse it clearly
@@ -31,21 +55,73 @@ class NotJSON(ValueError):
 
 
 def check(value: Any, where: str = "value", *, allow_decimal: bool = False) -> None:
-    """Raise :class:`NotJSON` unless ``value`` is plain JSON."""
+    """Raise :class:`NotJSON` unless ``value`` is plain JSON (no conversion)."""
     _walk(value, where, 0, allow_decimal, None)
 
 
+def to_json(value: Any, where: str = "value") -> Any:
+    """``value`` as plain JSON (dicts, lists, str, int, float, bool, None), by the rule in the
+    module docstring; raise :class:`NotJSON` naming the path of a value without a JSON form.
+
+    >>> to_json({"at": dt.date(2026, 11, 29), "id": uuid.UUID(int=1)})
+    {'at': '2026-11-29', 'id': '00000000-0000-0000-0000-000000000001'}
+    """
+    plain = _plain(value, where, 0, exact=False)
+    check(plain, where, allow_decimal=True)  # only a non-finite Decimal is left: refused
+    return plain
+
+
 def dumps(value: Any, where: str = "value") -> str:
-    """Validate, then encode compactly with sorted keys (for storage)."""
-    check(value, where)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    """Convert (:func:`to_json`), validate, then encode compactly with sorted keys (storage)."""
+    plain = to_json(value, where)
+    return json.dumps(plain, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def canonical(value: Any, where: str = "value") -> str:
     """The canonical JSON text of ``value``: equal values give identical text."""
     out: list[str] = []
-    _walk(value, where, 0, True, out)
+    _walk(_plain(value, where, 0, exact=True), where, 0, True, out)
     return "".join(out)
+
+
+def _plain(value: Any, where: str, depth: int, exact: bool) -> Any:
+    """Convert ordinary Python values to JSON-shaped ones; leave anything else for _walk to
+    judge (so its error messages stay the same). ``exact`` keeps a Decimal for the hash."""
+    if depth > MAX_DEPTH:
+        raise NotJSON(f"{where} is nested more than {MAX_DEPTH} levels deep (a cycle?)")
+    if isinstance(value, Enum):
+        return _plain(value.value, where, depth + 1, exact)
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, dt.datetime):
+        if value.utcoffset() is None:
+            return value.isoformat()
+        utc = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return utc.isoformat() + "Z"
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        if exact or not value.is_finite():
+            return value  # _walk hashes it exactly, or refuses a non-finite one by name
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_plain(item, f"{where}[{i}]", depth + 1, exact) for i, item in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {
+            key: _plain(item, f"{where}.{key}" if isinstance(key, str) else where, depth + 1, exact)
+            for key, item in value.items()
+        }
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: _plain(getattr(value, f.name), f"{where}.{f.name}", depth + 1, exact)
+            for f in dataclasses.fields(value)
+        }
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and hasattr(type(value), "model_fields"):  # a pydantic v2 model
+        return _plain(dump(mode="json"), where, depth + 1, exact)
+    return value
 
 
 def _walk(value: Any, where: str, depth: int, allow_decimal: bool, out: list[str] | None) -> None:

@@ -5,7 +5,7 @@ Every operation takes a :class:`Scope` (person + thread). See docs/memory.md.
 
 from relaybox.memory.admin import MemoryAdmin, ResourceMemory, ResourceSummary, ThreadSummary
 from relaybox.memory.errors import InvalidMemory, InvalidScope, ScopedMemoryError, VersionConflict
-from relaybox.memory.history import History, Message
+from relaybox.memory.history import History, Message, TurnFence
 from relaybox.memory.notes import Note, Notes
 from relaybox.memory.scope import Scope
 from relaybox.memory.scoped import ScopedMemory
@@ -27,6 +27,7 @@ __all__ = [
     "ScopedMemory",
     "ScopedMemoryError",
     "ThreadSummary",
+    "TurnFence",
     "VersionConflict",
     "WorkingMemory",
     "WorkingMemoryHandle",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from relaybox.config import MemoryConfig
-from relaybox.memory.history import History
+from relaybox.memory.history import History, TurnFence
 from relaybox.memory.notes import Notes
 from relaybox.memory.scope import Scope, require_scope
 from relaybox.memory.working import WorkingMemoryHandle
@@ -19,10 +19,18 @@ class ScopedMemory:
     >>> await mem.notes.add("prefers window seats")                     # doctest: +SKIP
 
     ``working`` is the person's document, shared by all their chats; ``thread_working`` is a
-    separate document for this person in this thread only.
+    separate document for this person in this thread only. Inside a turn (``turn.memory``)
+    history entries are tagged with the turn's attempt (see :mod:`relaybox.memory.history`).
     """
 
-    def __init__(self, store: Store, scope: Scope, limits: MemoryConfig | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        scope: Scope,
+        limits: MemoryConfig | None = None,
+        *,
+        turn: TurnFence | None = None,
+    ) -> None:
         self.scope = require_scope(scope)
         limits = limits or MemoryConfig()
         size = limits.max_document_bytes
@@ -31,4 +39,4 @@ class ScopedMemory:
             store, self.scope, per_thread=True, max_bytes=size
         )
         self.notes = Notes(store, self.scope, limits)
-        self.history = History(store, self.scope, limits)
+        self.history = History(store, self.scope, limits, turn=turn)

@@ -33,9 +33,32 @@ RETURNING *;
 SELECT * FROM memory_notes WHERE resource_id = :resource_id ORDER BY id DESC LIMIT :limit;
 
 -- name: insert_message
-INSERT INTO memory_messages (resource_id, thread_id, role, content, metadata, created_at)
-VALUES (:resource_id, :thread_id, :role, :content, :metadata, :now)
+INSERT INTO memory_messages (resource_id, thread_id, role, content, content_type, metadata,
+                             created_at)
+VALUES (:resource_id, :thread_id, :role, :content, :content_type, :metadata, :now)
 RETURNING *;
+
+-- name: insert_turn_message
+-- An entry written by a turn: only while that attempt still holds the turn (fenced by its
+-- lease epoch), tagged with the turn and attempt so a later attempt can replace it.
+INSERT INTO memory_messages (resource_id, thread_id, role, content, content_type, metadata,
+                             turn_id, attempt, created_at)
+SELECT :resource_id, :thread_id, :role, :content, :content_type, :metadata, id, attempts, :now
+FROM turns
+WHERE id = :turn_id AND lease_epoch = :epoch AND status = 'running'
+  AND resource_id = :resource_id AND thread_id = :thread_id
+RETURNING *;
+
+-- name: pop_message
+-- Remove and return the latest entry of one person's thread.
+DELETE FROM memory_messages
+WHERE id = (SELECT max(id) FROM memory_messages
+            WHERE resource_id = :resource_id AND thread_id = :thread_id)
+  AND resource_id = :resource_id AND thread_id = :thread_id
+RETURNING *;
+
+-- name: clear_messages
+DELETE FROM memory_messages WHERE resource_id = :resource_id AND thread_id = :thread_id;
 
 -- name: recent_messages
 SELECT * FROM memory_messages
