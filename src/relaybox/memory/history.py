@@ -101,7 +101,7 @@ class History:
     ) -> dict[str, Any]:
         """Check one entry; the parameters of its insert (used by the turn's reply unit)."""
         limit = self._limits.max_message_bytes
-        if isinstance(content, str):
+        if isinstance(content, str | bytes | bytearray):  # bytes: refused by check_text
             text, kind = check_text("message", content, limit, "memory.max_message_bytes"), "text"
         else:
             try:
