@@ -31,8 +31,10 @@ from relaybox.memory import (
 from relaybox.models import Attempt, Delivery, Outcome, Part, Status
 from relaybox.outbox.enqueue import EnqueueResult
 from relaybox.steps import (
+    AgentRun,
     Intent,
     InvalidIntent,
+    NoCurrentStep,
     RetryableStepError,
     StepContext,
     StepError,
@@ -43,12 +45,16 @@ from relaybox.steps import (
     StepResult,
     StepTimedOut,
     StepWaitTimeout,
+    ToolStep,
+    agent_run,
+    current_step,
     intent_hash,
 )
 from relaybox.trace import Trace, TraceEvent
 from relaybox.worker.worker import Worker
 
 __all__ = [
+    "AgentRun",
     "Attempt",
     "ChannelConfig",
     "Config",
@@ -69,6 +75,7 @@ __all__ = [
     "InvalidState",
     "JobFailure",
     "MemoryRouter",
+    "NoCurrentStep",
     "NotFound",
     "Outcome",
     "Part",
@@ -90,6 +97,7 @@ __all__ = [
     "StepTimedOut",
     "StepWaitTimeout",
     "StoreUnavailable",
+    "ToolStep",
     "Trace",
     "TraceEvent",
     "UnknownChannel",
@@ -97,6 +105,8 @@ __all__ = [
     "Worker",
     "WorkerConfig",
     "WorkingMemory",
+    "agent_run",
+    "current_step",
     "intent_hash",
     "load_config",
     "open",

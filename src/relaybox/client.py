@@ -248,6 +248,7 @@ class Relaybox:
         if_running: IfRunning = "wait",
         wait_timeout: float | None = None,
         new_step: bool = False,
+        not_outcomes: tuple[type[BaseException], ...] = (),
     ) -> StepResult:
         """Run a tool step's side effect once for (``resource_id``, ``step_id``, ``intent``).
 
@@ -265,6 +266,7 @@ class Relaybox:
             timeout=timeout,
             if_running=if_running,
             wait_timeout=wait_timeout,
+            not_outcomes=not_outcomes,
         )
         return await self._steps.run(
             step_id,
@@ -287,15 +289,23 @@ class Relaybox:
         timeout: float | None = None,
         if_running: IfRunning = "wait",
         wait_timeout: float | None = None,
+        not_outcomes: tuple[type[BaseException], ...] = (),
     ) -> Callable[[ToolFn], ToolStep]:
-        """Decorator: an async tool ``fn(step, **args)`` becomes an idempotent step, called as
-        ``await fn(step_id=..., resource_id=..., **args)``; its intent is built from ``args``."""
+        """Decorator: an async tool becomes an idempotent step and stays a framework tool.
+
+        Call it as ``await fn(step_id=..., resource_id=..., **args)``, or hand it to a
+        framework through ``relaybox.integrations`` (the step is then named from the turn, the
+        model request and the call's position). Its intent is built from the arguments; its
+        signature, name and docstring are the function's own (a leading ``step: StepContext``
+        parameter is hidden; tools without one use ``relaybox.current_step()``).
+        """
         policy = StepPolicy(
             retry_safe=retry_safe,
             retryable=retryable,
             timeout=timeout,
             if_running=if_running,
             wait_timeout=wait_timeout,
+            not_outcomes=not_outcomes,
         )
         return tool_step(self._steps, tool, model=model, sampling=sampling, policy=policy)
 

@@ -27,6 +27,7 @@ from relaybox.jsonvalue import NotJSON, dumps
 from relaybox.steps import transitions as t
 from relaybox.steps.audit import report_step_failure
 from relaybox.steps.context import StepContext
+from relaybox.steps.current import running
 from relaybox.steps.errors import (
     InvalidStep,
     RetryableStepError,
@@ -77,6 +78,31 @@ class StepPolicy:
     timeout: float | None = None  # seconds; past it the run's outcome is "timed out"
     if_running: IfRunning = "wait"  # a concurrent duplicate waits, or fails fast
     wait_timeout: float | None = None  # default: [steps] wait_timeout_seconds
+    # "ask the model again" signals: not stored, not audited, the step stays open (pending).
+    # Framework control-flow exceptions (CONTROL_FLOW) are always treated so.
+    not_outcomes: tuple[type[BaseException], ...] = ()
+
+
+# Exceptions a framework raises from a tool to steer the run, not to report what the tool
+# did: pydantic-ai's ModelRetry asks the model for other arguments, CallDeferred and
+# ApprovalRequired say the tool has not run yet. Storing them as the outcome would replay
+# "retry" forever, so they leave the step open instead. Matched by name: no framework import.
+CONTROL_FLOW = frozenset(
+    {
+        "pydantic_ai.exceptions.ModelRetry",
+        "pydantic_ai.exceptions.CallDeferred",
+        "pydantic_ai.exceptions.ApprovalRequired",
+    }
+)
+
+
+def is_control_flow(error: BaseException, policy: StepPolicy | None = None) -> bool:
+    """Whether ``error`` steers the agent run rather than being a tool outcome."""
+    if policy is not None and isinstance(error, policy.not_outcomes):
+        return True
+    return any(
+        f"{kind.__module__}.{kind.__qualname__}" in CONTROL_FLOW for kind in type(error).__mro__
+    )
 
 
 class StepRunner:
@@ -158,11 +184,12 @@ class StepRunner:
         keeper = asyncio.create_task(self._keep_lease(lease, record))
         timer: asyncio.Timeout | None = None
         try:
-            if policy.timeout is None:
-                value = await body(context)
-            else:
-                async with asyncio.timeout(policy.timeout) as timer:
+            with running(context):  # relaybox.current_step() inside the body
+                if policy.timeout is None:
                     value = await body(context)
+                else:
+                    async with asyncio.timeout(policy.timeout) as timer:
+                        value = await body(context)
         except TimeoutError as error:
             if timer is not None and timer.expired():
                 return await self._timed_out(request, record, lease, policy, error)
@@ -216,6 +243,20 @@ class StepRunner:
         policy: StepPolicy,
         error: Exception,
     ) -> StepResult:
+        if is_control_flow(error, policy):
+            # Not an outcome and not a failure: leave the step open, say so in its journal.
+            await run_retrying(
+                self.store,
+                t.release(
+                    lease,
+                    error_type=_qualname(error),
+                    error_message=_message(error),
+                    event="not_an_outcome",
+                    correlation_id=request.correlation_id,
+                    worker=self.owner,
+                ),
+            )
+            raise error
         if isinstance(error, (RetryableStepError, *policy.retryable)):
             released = await run_retrying(
                 self.store,
@@ -478,11 +519,12 @@ def _check_policy(policy: StepPolicy) -> StepPolicy:
         )
     if policy.if_running not in ("wait", "fail"):
         raise InvalidStep(f"if_running must be 'wait' or 'fail', not {policy.if_running!r}")
-    retryable = policy.retryable
-    if not isinstance(retryable, tuple) or not all(
-        isinstance(kind, type) and issubclass(kind, BaseException) for kind in retryable
-    ):
-        raise InvalidStep("retryable must be a tuple of exception classes")
+    for name in ("retryable", "not_outcomes"):
+        kinds = getattr(policy, name)
+        if not isinstance(kinds, tuple) or not all(
+            isinstance(kind, type) and issubclass(kind, BaseException) for kind in kinds
+        ):
+            raise InvalidStep(f"{name} must be a tuple of exception classes")
     return policy
 
 
