@@ -21,6 +21,9 @@ from relaybox.steps import Intent, StepPolicy, StepResult, StepRunner, ToolStep
 from relaybox.steps.runner import Body, IfRunning
 from relaybox.steps.tool import ToolFn, tool_step
 from relaybox.store import DEFAULT_URL, Store, open_store
+from relaybox.turns import transitions as turn_transitions
+from relaybox.turns.api import TurnScope
+from relaybox.turns.api import settings_for as turn_settings
 
 
 class Relaybox:
@@ -105,13 +108,16 @@ class Relaybox:
         """Record a message the agent received, once per platform message id.
 
         ``result.duplicate`` is True if this ``(channel, external_id)`` was recorded before
-        (a retried webhook, a replay after a restart): don't answer it again. Everything the
-        message causes should carry ``result.correlation_id``. With ``reply`` (parts), the
-        reply is enqueued to ``resource_id`` in ``thread_id`` in the same transaction.
+        (a retried webhook, a replay after a restart). A duplicate is *not* necessarily
+        answered: ``result.unanswered`` is True while no reply was enqueued (the first attempt
+        may still be running, or may have crashed). To tell those apart, and to never run the
+        agent twice at once, use :meth:`turn` instead. Everything the message causes should
+        carry ``result.correlation_id``. With ``reply`` (parts), the reply is enqueued to
+        ``resource_id`` in ``thread_id`` in the same transaction.
 
         >>> got = await rb.record_inbound(channel="sms", external_id="SM81",   # doctest: +SKIP
         ...     thread_id="chat-42", resource_id="+15550100", text="flights to Oslo?")
-        >>> if not got.duplicate:                                              # doctest: +SKIP
+        >>> if not got.duplicate or got.unanswered:                            # doctest: +SKIP
         ...     await rb.reply(got.inbound.id, ["Found 3 flights.", "Book one?"])
         """
         request = _inbound.build_inbound(
@@ -308,6 +314,47 @@ class Relaybox:
             not_outcomes=not_outcomes,
         )
         return tool_step(self._steps, tool, model=model, sampling=sampling, policy=policy)
+
+    # -- agent turns -------------------------------------------------------------------
+
+    def turn(
+        self,
+        *,
+        channel: str,
+        external_id: str,
+        thread_id: str,
+        resource_id: str,
+        text: str | bytes | None = None,
+        meta: dict[str, Any] | None = None,
+        correlation_id: str | None = None,
+    ) -> TurnScope:
+        """Record an inbound message and open its turn: ``async with rb.turn(...) as turn``.
+
+        ``turn.outcome`` says what this delivery does: ``new`` / ``retry`` (run the agent:
+        ``turn.should_run``), ``in_progress`` (another attempt runs it now), ``done``
+        (answered before), ``blocked`` (a step waits for an operator) or ``failed``. Inside:
+        ``turn.memory`` / ``turn.history`` (scoped to the sender and thread), and
+        ``await turn.reply(parts, history=[...])``, which enqueues the reply, stores the history
+        entries and marks the message answered in one transaction. See docs/turns.md.
+        """
+        request = _inbound.build_inbound(
+            channel=channel,
+            external_id=external_id,
+            thread_id=thread_id,
+            resource_id=resource_id,
+            text=text,
+            meta=meta,
+            correlation_id=correlation_id,
+        )
+        self.config.channel(channel)  # an unknown channel is refused before anything is stored
+        settings = turn_settings(self)
+        return TurnScope(self, turn_transitions.begin(request, settings), settings)
+
+    def resume_turn(self, turn_id: int, *, source: str = "resume") -> TurnScope:
+        """Claim a turn by id for another attempt (what the resume service does):
+        ``async with rb.resume_turn(7) as turn: if turn.should_run: ...``."""
+        settings = turn_settings(self)
+        return TurnScope(self, turn_transitions.claim(turn_id, settings, source=source), settings)
 
     def memory(self, scope: Scope) -> ScopedMemory:
         """One person's memory in one thread: ``rb.memory(Scope(sender, f"chat-{chat_id}"))``."""

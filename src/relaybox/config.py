@@ -121,6 +121,19 @@ class StepsConfig:
 
 
 @dataclass(frozen=True)
+class TurnsConfig:
+    """``[turns]``: agent turns and their resume (see docs/turns.md)."""
+
+    lease_seconds: float = 30.0  # a dead attempt's turn may run again after about this
+    max_attempts: int = 3  # attempts of one turn before it fails (job_failures + gaps)
+    retry_delay_seconds: float = 30.0  # a turn whose attempt raised is resumed after this
+    resume_after_seconds: float = 60.0  # a crashed turn waits this long past its lease
+    #   for the platform's own redelivery before the resume service takes it
+    resume_interval_seconds: float = 5.0  # how often the worker's resume service looks
+    handler: str = ""  # "module:function" the worker hands resumed turns to ("": none)
+
+
+@dataclass(frozen=True)
 class MemoryConfig:
     """``[memory]``: size limits of scoped memory (see docs/memory.md)."""
 
@@ -139,6 +152,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     steps: StepsConfig = field(default_factory=StepsConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    turns: TurnsConfig = field(default_factory=TurnsConfig)
     source: str = "(defaults)"
 
     def channel(self, name: str) -> ChannelConfig:
@@ -204,6 +218,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "retention": RetentionConfig,
     "steps": StepsConfig,
     "memory": MemoryConfig,
+    "turns": TurnsConfig,
 }
 
 
@@ -246,7 +261,8 @@ _POSITIVE = {
     "max_payload_bytes", "record_timeout_seconds", "window_seconds",
     "max_oldest_queued_seconds", "gap_age_seconds", "batch_size", "interval_seconds",
     "retention_seconds", "wait_timeout_seconds", "max_document_bytes", "max_note_bytes",
-    "max_message_bytes",
+    "max_message_bytes", "retry_delay_seconds", "resume_after_seconds",
+    "resume_interval_seconds",
 }  # fmt: skip
 # Zero is meaningful here: "alert on any" for thresholds, "keep forever" for retention ages.
 _NON_NEGATIVE = {

@@ -86,8 +86,9 @@ class InboundResult:
     """What :meth:`relaybox.Relaybox.record_inbound` answers.
 
     ``duplicate`` is True when this platform message was recorded before (a retried webhook,
-    a replay after a restart): ``inbound`` is that first record, and the caller should not
-    answer again. ``reply`` is the enqueued reply, when one was given and stored.
+    a replay after a restart): ``inbound`` is that first record. A duplicate that is
+    ``unanswered`` may have lost its first attempt to a crash: ``rb.turn()`` tells whether to
+    run it again. ``reply`` is the enqueued reply, when one was given and stored.
     """
 
     inbound: InboundMessage
@@ -97,6 +98,12 @@ class InboundResult:
     @property
     def correlation_id(self) -> str:
         return self.inbound.correlation_id
+
+    @property
+    def unanswered(self) -> bool:
+        """No reply was enqueued and the message was not marked "no reply needed": a duplicate
+        of it may still need answering (its first attempt may have crashed)."""
+        return self.inbound.status == "received"
 
 
 def _opt_float(value: Any) -> float | None:

@@ -21,6 +21,7 @@ from typing import Any
 from relaybox.errors import InvalidInbound, InvalidState, NotFound
 from relaybox.inbound.models import InboundMessage, InboundResult
 from relaybox.outbox.enqueue import EnqueueResult, EnqueueUnit, ReplyRequest
+from relaybox.outbox.guid import derived_reply_key
 from relaybox.store import Tx
 from relaybox.store.base import Unit
 
@@ -129,14 +130,17 @@ def enqueue_reply(
     """Enqueue ``reply`` as the answer to ``inbound`` inside the caller's transaction.
 
     The reply carries the message's correlation id. Without a reply key of its own it gets
-    ``inbound-<id>:reply``, so an agent that crashes after this commit and runs again gets the
-    stored reply back instead of a second copy.
+    ``rbx-<store identity>:inbound-<id>:reply``, so an agent that crashes after this commit and
+    runs again gets the stored reply back instead of a second copy, and no other store's reply
+    ever has the same key (or GUIDs, see :mod:`relaybox.outbox.guid`).
     """
     inbound_id = int(inbound["id"])
     request = replace(
         reply,
         correlation_id=inbound["correlation_id"],
-        reply_key=reply.reply_key if key_given else f"inbound-{inbound_id}:reply",
+        reply_key=(
+            reply.reply_key if key_given else derived_reply_key(tx, f"inbound-{inbound_id}:reply")
+        ),
     )
     result = EnqueueUnit(request, now)(tx)
     if result.created:

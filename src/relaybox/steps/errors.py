@@ -32,8 +32,16 @@ class StepWaitTimeout(StepInProgress):
 class StepNeedsReconciliation(StepError):
     """The step started, stored no outcome, and is not safe to run again: an operator decides.
 
-    See ``relaybox steps list --needs-reconciliation`` and ``relaybox steps resolve``.
+    See ``relaybox steps list --needs-reconciliation`` and ``relaybox steps resolve``. A turn
+    that stops on this error waits (``blocked``) until the step is resolved, then runs again.
     """
+
+    def __init__(
+        self, message: str, *, step_id: str | None = None, resource_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.step_id = step_id
+        self.resource_id = resource_id
 
 
 class StepLeaseLost(StepError):

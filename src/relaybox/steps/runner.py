@@ -504,7 +504,9 @@ def _needs_reconciliation(record: StepRecord) -> StepNeedsReconciliation:
     return StepNeedsReconciliation(
         f"step {record.step_id!r} of {record.resource_id!r} (row {record.id}) started but stored"
         " no outcome and is not retry-safe; check whether its side effect happened, then run"
-        f" `relaybox steps resolve {record.id}`"
+        f" `relaybox steps resolve {record.id}`",
+        step_id=record.step_id,
+        resource_id=record.resource_id,
     )
 
 

@@ -19,6 +19,7 @@ from relaybox.outbox.enqueue import EnqueueUnit, ReplyRequest
 from relaybox.steps.errors import StepLeaseLost
 from relaybox.steps.intent import Intent
 from relaybox.steps.records import FINAL_STATUSES, StepRecord, StepStatus
+from relaybox.outbox.guid import store_identity
 from relaybox.store import Tx
 from relaybox.store.base import Unit
 
@@ -77,9 +78,20 @@ class Flagged:
 Decision = Claimed | Replay | Busy | Mismatch | Flagged
 
 
-def idempotency_key(resource_id: str, step_id: str, generation: int, intent_hash: str) -> str:
-    """The key a step body passes to downstream APIs: same step and intent, same key."""
-    material = json.dumps([resource_id, step_id, generation, intent_hash], ensure_ascii=False)
+def idempotency_key(
+    resource_id: str, step_id: str, generation: int, intent_hash: str, store_id: str
+) -> str:
+    """The key a step body passes to downstream APIs: same step and intent, same key.
+
+    The store's identity is part of it: two stores (two bots, staging and production, a store
+    re-created after a reset) running the same step id for the same user must not have their
+    payments deduplicated against each other by the provider. The key is stored with the step,
+    so it never changes for a step that exists. Replies staged by the step derive their reply
+    keys from it, so they are unique across stores too.
+    """
+    material = json.dumps(
+        [resource_id, step_id, generation, intent_hash, store_id], ensure_ascii=False
+    )
     return "rbx-" + hashlib.sha256(material.encode("utf-8")).hexdigest()[:48]
 
 
@@ -88,7 +100,7 @@ def claim(request: StepRequest) -> Unit[Decision]:
 
     def unit(tx: Tx) -> Decision:
         now = time.time()
-        row = tx.fetch_one("insert_step", _fresh(request, 1, now))
+        row = tx.fetch_one("insert_step", _fresh(tx, request, 1, now))
         if row is not None:
             record = StepRecord.from_row(row)
             _event(tx, record, request.correlation_id, "started", request.owner, now)
@@ -174,7 +186,7 @@ def _reclaim(tx: Tx, record: StepRecord, request: StepRequest, now: float, note:
 def _restart(
     tx: Tx, record: StepRecord, request: StepRequest, generation: int, now: float, note: str
 ) -> StepRecord:
-    params = _fresh(request, generation, now)
+    params = _fresh(tx, request, generation, now)
     params.update({"id": record.id, "epoch": record.lease_epoch, "generation": generation})
     row = tx.fetch_one("restart_step", params)
     assert row is not None  # the row is locked and at this epoch
@@ -183,7 +195,7 @@ def _restart(
     return claimed
 
 
-def _fresh(request: StepRequest, generation: int, now: float) -> dict[str, Any]:
+def _fresh(tx: Tx, request: StepRequest, generation: int, now: float) -> dict[str, Any]:
     intent = request.intent
     return {
         "resource_id": request.resource_id,
@@ -192,7 +204,7 @@ def _fresh(request: StepRequest, generation: int, now: float) -> dict[str, Any]:
         "intent_hash": intent.hash,
         "intent_json": _capped(intent.canonical_json),
         "idempotency_key": idempotency_key(
-            request.resource_id, request.step_id, generation, intent.hash
+            request.resource_id, request.step_id, generation, intent.hash, store_identity(tx)
         ),
         "correlation_id": request.correlation_id,
         "retry_safe": 1 if request.retry_safe else 0,
