@@ -16,6 +16,7 @@ from relaybox.errors import (
     RelayboxError,
     ReplyKeyConflict,
     StoreUnavailable,
+    TurnLeaseLost,
     UnknownChannel,
 )
 from relaybox.inbound import InboundMessage, InboundResult, InboundState
@@ -51,6 +52,9 @@ from relaybox.steps import (
     intent_hash,
 )
 from relaybox.trace import Trace, TraceEvent
+from relaybox.turns.api import Turn, TurnScope
+from relaybox.turns.records import TurnRecord, TurnStatus
+from relaybox.turns.transitions import Outcome as TurnOutcome
 from relaybox.worker.worker import Worker
 
 __all__ = [
@@ -100,6 +104,12 @@ __all__ = [
     "ToolStep",
     "Trace",
     "TraceEvent",
+    "Turn",
+    "TurnLeaseLost",
+    "TurnOutcome",
+    "TurnRecord",
+    "TurnScope",
+    "TurnStatus",
     "UnknownChannel",
     "VersionConflict",
     "Worker",

@@ -16,10 +16,10 @@ from typing import Any
 
 from relaybox.errors import InvalidState, NotFound
 from relaybox.outbox.enqueue import EnqueueUnit, ReplyRequest
+from relaybox.outbox.guid import store_identity
 from relaybox.steps.errors import StepLeaseLost
 from relaybox.steps.intent import Intent
 from relaybox.steps.records import FINAL_STATUSES, StepRecord, StepStatus
-from relaybox.outbox.guid import store_identity
 from relaybox.store import Tx
 from relaybox.store.base import Unit
 

@@ -125,9 +125,7 @@ class Turn:
             supersede=supersede,
         )
         entries = [self.history.entry_params(*entry) for entry in history]
-        unit = t.answer(
-            lease, request, entries, reply_key=reply_key, worker=self._settings.owner
-        )
+        unit = t.answer(lease, request, entries, reply_key=reply_key, worker=self._settings.owner)
         record, result = await self.relaybox.store.run(unit)
         self._done(record)
         return result

@@ -368,9 +368,7 @@ def _finish(
     return TurnRecord.from_row(row)
 
 
-def _insert_history(
-    tx: Tx, lease: Lease, entries: Sequence[dict[str, Any]], now: float
-) -> None:
+def _insert_history(tx: Tx, lease: Lease, entries: Sequence[dict[str, Any]], now: float) -> None:
     for params in entries:
         row = tx.fetch_one(
             "insert_turn_message",
