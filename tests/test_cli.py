@@ -183,7 +183,8 @@ def test_missing_config_file_given_explicitly(tmp_path: Path):
 def test_unreachable_store_url(tmp_path: Path, url: str):
     run = cli("--db", url, "deliveries", "list", cwd=tmp_path)
     assert run.returncode == 1
-    assert run.stderr.startswith("error: cannot open store") and "Traceback" not in run.stderr
+    expected = "error: no relaybox database at" if "nonexistent" in url else "error: cannot open"
+    assert run.stderr.startswith(expected) and "Traceback" not in run.stderr
 
 
 def test_store_url_from_environment(workdir: Path, tmp_path: Path):
@@ -217,5 +218,29 @@ def test_migrate_is_idempotent(tmp_path: Path, store_url: str):
 
 
 def test_show_unknown_delivery(tmp_path: Path, sqlite_url: str):
+    assert cli("--db", sqlite_url, "migrate", cwd=tmp_path).returncode == 0
     run = cli("--db", sqlite_url, "deliveries", "show", "42", cwd=tmp_path)
     assert run.returncode == 1 and "delivery 42 does not exist" in run.stderr
+
+
+def test_inspection_never_creates_a_store(tmp_path: Path):
+    run = cli("--db", f"sqlite:///{tmp_path}/typo.db", "deliveries", "list", cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.stderr == (
+        f"error: no relaybox database at {tmp_path}/typo.db"
+        " (check --db; `relaybox migrate` creates one)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_broken_config_warns_and_inspection_answers(workdir: Path, store_url: str):
+    assert enqueue(workdir, store_url, "--part", "hi").returncode == 0
+    (workdir / "relaybox.toml").write_text(
+        f'[store]\nurl = "{store_url}"\n[worker]\nconcurency = 3\n', encoding="utf-8"
+    )
+    run = cli("deliveries", "list", "--json", cwd=workdir)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.startswith("warning: ") and "worker.concurency" in run.stderr
+    assert [d["status"] for d in json.loads(run.stdout)] == ["queued"]
+    # Commands that change things still refuse a broken config.
+    assert enqueue(workdir, store_url, "--part", "no").returncode == 1

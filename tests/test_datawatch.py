@@ -7,8 +7,7 @@ import asyncio
 import relaybox
 from _outbox_helpers import fast_config
 from relaybox.store import open_store
-from relaybox.worker.datawatch import DataVersionWatcher
-from relaybox.worker.notifier import notifier_for
+from relaybox.store.sqlite_watch import DataVersionWatcher
 
 
 async def test_a_commit_from_another_connection_wakes_the_watcher(sqlite_url: str):
@@ -22,7 +21,7 @@ async def test_a_commit_from_another_connection_wakes_the_watcher(sqlite_url: st
         wakes += 1
         woken.set()
 
-    watcher = notifier_for(rb.store, ["mem"], wake)
+    watcher = rb.store.connector.wake_source(["mem"], wake)
     assert isinstance(watcher, DataVersionWatcher)
     task = asyncio.create_task(watcher.run())
     try:
@@ -53,6 +52,6 @@ async def test_a_commit_from_another_connection_wakes_the_watcher(sqlite_url: st
 def test_in_memory_sqlite_has_no_watcher():
     store = open_store("sqlite:///:memory:")
     try:
-        assert notifier_for(store, ["mem"], lambda: None) is None
+        assert store.connector.wake_source(["mem"], lambda: None) is None
     finally:
         store.close()

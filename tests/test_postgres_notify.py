@@ -22,10 +22,10 @@ from relaybox.config import Config, parse_config
 from relaybox.outbox import transitions as tr
 from relaybox.outbox.enqueue import EnqueueUnit, build_request
 from relaybox.store import Tx
+from relaybox.store.postgres_listen import CHANNEL
+from relaybox.store.sqlite_watch import DataVersionWatcher
 from relaybox.transports.memory import MemoryTransport
-from relaybox.worker.datawatch import DataVersionWatcher
-from relaybox.worker.notifier import CHANNEL, LISTENING_POLL_SECONDS
-from relaybox.worker.worker import POLL_SECONDS
+from relaybox.worker.worker import LISTENING_POLL_SECONDS, POLL_SECONDS
 
 NEVER = 3600.0  # a poll interval that never comes round during a test
 
@@ -162,7 +162,7 @@ def test_poll_interval_defaults(sqlite_url: str) -> None:
     rb = relaybox.open(sqlite_url, config=_config(poll_interval_seconds=None))
     try:
         worker = relaybox.Worker(rb.store, rb.config)
-        # SQLite is watched for commits (worker/datawatch.py); until the watcher runs, poll fast.
+        # SQLite is watched for commits (store/sqlite_watch.py); until the watcher runs, poll fast.
         assert isinstance(worker.notifier, DataVersionWatcher)
         assert not worker.notifier.listening and worker.poll_seconds() == POLL_SECONDS
         configured = relaybox.Worker(rb.store, _config(poll_interval_seconds=0.2))

@@ -51,8 +51,11 @@ def test_connection_lost_while_idle_is_replaced_without_an_error(pg_url: str) ->
     store = open_store(pg_url)
     try:
         assert store.run_sync(lambda tx: tx.fetch_all("schema_version")) != []
-        assert terminate_backends(PG_URL, os.getpid()) == 1
+        assert store.read_sync(lambda tx: tx.fetch_all("schema_version")) != []
+        # The writer's connection and the idle read connection.
+        assert terminate_backends(PG_URL, os.getpid()) == 2
         assert store.run_sync(lambda tx: tx.fetch_all("schema_version")) != []
+        assert store.read_sync(lambda tx: tx.fetch_all("schema_version")) != []
     finally:
         store.close()
 

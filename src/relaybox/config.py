@@ -192,6 +192,23 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     return parse_config(data, source)
 
 
+def store_url_of(path: str | os.PathLike[str] | None = None) -> str | None:
+    """``[store] url`` of a config file even when the rest of it is invalid, else None.
+
+    Inspection commands answer despite a broken relaybox.toml (they warn first); they still
+    want to look at the store the file names.
+    """
+    if path is None:
+        path = DEFAULT_CONFIG_FILE
+    try:
+        data = tomllib.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    store = data.get("store")
+    url = store.get("url") if isinstance(store, dict) else None
+    return url if isinstance(url, str) and url else None
+
+
 def parse_config(data: dict[str, Any], source: str = "(inline)") -> Config:
     _only_keys(data, {"store", "worker", "channels", *_SECTIONS}, "", source)
     store = _table(data, "store", source)

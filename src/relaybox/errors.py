@@ -35,6 +35,22 @@ class StoreConnectionLost(StoreUnavailable):
     """The connection to the store broke mid-work; the next unit of work reconnects."""
 
 
+class StoreNotFound(StoreUnavailable):
+    """Inspection found no database at the given location (nothing was created)."""
+
+
+class NotARelayboxStore(StoreUnavailable):
+    """The database exists but holds no relaybox schema (it was left untouched)."""
+
+
+class SchemaMismatch(StoreUnavailable):
+    """The store's schema is older or newer than this relaybox; the message says which migration."""
+
+
+class StoreReadOnly(RelayboxError):
+    """A write was attempted on a store opened read-only for inspection."""
+
+
 class NotFound(RelayboxError):
     """The delivery (or other record) asked for does not exist."""
 

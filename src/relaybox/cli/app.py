@@ -14,8 +14,8 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from relaybox.config import Config, load_config
-from relaybox.errors import RelayboxError
+from relaybox.config import Config, default_config, load_config, store_url_of
+from relaybox.errors import ConfigError, RelayboxError
 from relaybox.store import DEFAULT_URL, Store, open_store
 
 T = TypeVar("T")
@@ -73,6 +73,33 @@ def globals_of(ctx: typer.Context) -> Globals:
 def fail(message: str) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", markup=True)
     return typer.Exit(code=1)
+
+
+@contextmanager
+def inspected(ctx: typer.Context) -> Iterator[tuple[Store, Config]]:
+    """Open the store read-only for an inspection command.
+
+    Nothing is created, migrated or written (see ``open_store(read_only=True)``), and a broken
+    relaybox.toml only earns a warning: in an incident the operator still gets an answer.
+    """
+    g = globals_of(ctx)
+    try:
+        config = g.config()
+        url = g.url(config)
+    except ConfigError as error:
+        err.print(f"warning: {error}; answering with default settings", markup=False)
+        config = default_config()
+        url = g.db or os.environ.get("RELAYBOX_DB") or store_url_of(g.config_path) or DEFAULT_URL
+    try:
+        store = open_store(url, read_only=True)
+    except RelayboxError as error:
+        raise fail(str(error)) from None
+    try:
+        yield store, config
+    except RelayboxError as error:
+        raise fail(str(error)) from None
+    finally:
+        store.close()
 
 
 @contextmanager

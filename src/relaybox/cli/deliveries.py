@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from relaybox.cli.app import JsonOption, fail, opened, out, print_json
+from relaybox.cli.app import JsonOption, fail, inspected, opened, out, print_json
 from relaybox.models import Status
 from relaybox.outbox import inspect, transitions
 
@@ -50,7 +50,7 @@ def list_command(
 ) -> None:
     """Deliveries, newest first."""
     wanted = _status(status)
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         rows = store.read_sync(
             inspect.list_deliveries(status=wanted, thread_id=thread, channel=channel, limit=limit)
         )
@@ -82,7 +82,7 @@ def show_command(
     as_json: JsonOption = False,
 ) -> None:
     """One delivery: its parts and GUIDs, cursor, status and every attempt."""
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         d = store.read_sync(inspect.get_delivery(delivery_id))
         attempts = store.read_sync(inspect.attempts_of(delivery_id))
     if as_json:
@@ -171,7 +171,7 @@ def resolve_command(
     as_json: JsonOption = False,
 ) -> None:
     """Settle a parked (unknown) delivery: did its ambiguous part arrive? Then continue."""
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         current = store.read_sync(inspect.get_delivery(delivery_id))
     if current.status is not Status.UNKNOWN:
         raise fail(f"delivery {delivery_id} is {current.status}, not unknown; nothing to resolve")

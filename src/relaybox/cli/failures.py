@@ -12,7 +12,7 @@ from rich.table import Table
 
 from relaybox.audit.query import GROUP_KEYS, FailureFilter, get_failure, group_failures
 from relaybox.audit.query import list_failures as list_unit
-from relaybox.cli.app import JsonOption, fail, opened, out, print_json
+from relaybox.cli.app import JsonOption, fail, inspected, out, print_json
 from relaybox.cli.deliveries import when
 from relaybox.cli.durations import seconds_of
 
@@ -69,7 +69,7 @@ def failures_command(
         error_type=error_type,
         terminal=True if terminal else None,
     )
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         if by is not None:
             groups = store.read_sync(group_failures(where, by, limit))
         else:
@@ -123,7 +123,7 @@ def show_command(
     as_json: JsonOption = False,
 ) -> None:
     """One failure in full: error, traceback, and the payload that triggered it."""
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         f = store.read_sync(get_failure(failure_id))
     if payload_only:
         sys.stdout.write((f.payload or "") + "\n")

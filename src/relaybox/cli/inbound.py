@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from relaybox.cli.app import JsonOption, fail, opened, out, print_json
+from relaybox.cli.app import JsonOption, fail, inspected, out, print_json
 from relaybox.cli.deliveries import when
 from relaybox.cli.durations import seconds_of
 from relaybox.inbound import InboundMessage, InboundState, get_inbound, list_inbound
@@ -54,7 +54,7 @@ def list_command(
         state=wanted,
         limit=limit,
     )
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         rows = store.read_sync(unit)
     if as_json:
         print_json([m.to_json() for m in rows])
@@ -69,7 +69,7 @@ def show_command(
     as_json: JsonOption = False,
 ) -> None:
     """One inbound message and its replies' state (``relaybox trace inbound:ID`` for the story)."""
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         m = store.read_sync(get_inbound(inbound_id))
     if as_json:
         print_json(m.to_json())

@@ -18,7 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from relaybox import retention
-from relaybox.cli.app import JsonOption, err, fail, opened, out, print_json
+from relaybox.cli.app import JsonOption, err, fail, inspected, opened, out, print_json
 from relaybox.cli.deliveries import when
 from relaybox.cli.durations import seconds_of
 from relaybox.cli.inbound import inbound_table
@@ -58,7 +58,7 @@ def gaps_command(
         limit=limit,
         now=now,
     )
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         rows = store.read_sync(unit)
     if as_json:
         print_json([m.to_json() for m in rows])
@@ -100,7 +100,7 @@ def health_command(
         "max_gaps": max_gaps,
         "gap_age_seconds": seconds_of(gap_age, "--gap-age"),
     }
-    with opened(ctx) as (store, config):
+    with inspected(ctx) as (store, config):
         given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         limits = replace(config.health, **given)
         if limits.window_seconds <= 0:
@@ -148,7 +148,7 @@ def prune_command(
 ) -> None:
     """Delete old history in small batches. Never deletes queued, sending or parked deliveries."""
     older = seconds_of(older_than, "--older-than")
-    with opened(ctx) as (store, config):
+    with inspected(ctx) if dry_run else opened(ctx) as (store, config):
         try:
             plans = retention.plan(
                 config.retention,

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from relaybox.cli.app import JsonOption, fail, opened, out, print_json
+from relaybox.cli.app import JsonOption, fail, inspected, opened, out, print_json
 from relaybox.cli.deliveries import when
 from relaybox.memory import admin
 
@@ -34,7 +34,7 @@ def resources_command(
     as_json: JsonOption = False,
 ) -> None:
     """People with memory, most recently active first."""
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         rows = store.read_sync(admin.list_resources(limit))
     if as_json:
         print_json([_summary(row) for row in rows])
@@ -64,7 +64,7 @@ def _summary(row: admin.ResourceSummary) -> dict[str, object]:
 @memory_app.command("show")
 def show_command(ctx: typer.Context, resource: ResourceOption, as_json: JsonOption = False) -> None:
     """Everything stored about one person: working memory, notes, conversation threads."""
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         memory = store.read_sync(admin.show_resource(resource))
     if as_json:
         print_json(memory.to_json())

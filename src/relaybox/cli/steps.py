@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from relaybox.cli.app import JsonOption, fail, opened, out, print_json
+from relaybox.cli.app import JsonOption, fail, inspected, opened, out, print_json
 from relaybox.cli.deliveries import when
 from relaybox.jsonvalue import NotJSON, dumps
 from relaybox.steps import inspect, transitions
@@ -61,7 +61,7 @@ def list_command(
 ) -> None:
     """Steps, newest first."""
     wanted = _status(status)
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         rows = store.read_sync(
             inspect.list_steps(
                 status=wanted,
@@ -99,7 +99,7 @@ def show_command(
     as_json: JsonOption = False,
 ) -> None:
     """One step: its intent, key, outcome and every event of its journal."""
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         record = store.read_sync(inspect.get_step(step))
         events = store.read_sync(inspect.events_of_step(step))
     now = time.time()
@@ -208,7 +208,7 @@ def prune_command(
     as_json: JsonOption = False,
 ) -> None:
     """Forget step outcomes past their retention (``[steps] retention_seconds``)."""
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) if dry_run else opened(ctx) as (store, _config):
         now = time.time()
         due = store.read_sync(inspect.count_expired(now))
         pruned = 0

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from relaybox.cli.app import JsonOption, opened, out, print_json
+from relaybox.cli.app import JsonOption, inspected, out, print_json
 from relaybox.cli.deliveries import when
 from relaybox.trace import trace
 
@@ -28,7 +28,7 @@ def trace_command(
     as_json: JsonOption = False,
 ) -> None:
     """Everything that happened for one inbound message, delivery or correlation id, in order."""
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         result = store.read_sync(trace(ref))
     if as_json:
         print_json(result.to_json())

@@ -174,7 +174,7 @@ def record_sent_many(sent: list[SentPart]) -> Unit[list[bool]]:
 
     def unit(tx: Tx) -> list[bool]:
         now = time.time()
-        if tx.dialect == "postgres":
+        if tx.network_round_trips:
             acks = json.dumps([_sent_json(s) for s in sent])
             moved = {
                 int(r["id"]) for r in tx.fetch_all("record_sent_batch", {"acks": acks, "now": now})

@@ -8,8 +8,16 @@ acknowledged write is as durable as the store makes a commit, while many concurr
 share the cost of one fsync. This is what lets one worker process deliver many parts per
 commit without weakening the per-part guarantee.
 
+Reads do not queue behind writes: :meth:`Store.read` runs a unit on a small pool of read
+connections of their own, each unit in a read-only snapshot (SQLite in WAL mode lets readers run
+beside the writer; PostgreSQL a ``READ ONLY`` transaction on another connection). An operator's
+``relaybox trace`` or an agent's memory read is never stuck behind a batch of acks.
+
+A store opened ``read_only`` (inspection commands) has no writer at all: it never creates,
+migrates or writes the database (see :func:`relaybox.store.open_store`).
+
 Drivers (SQLite, PostgreSQL) only supply a :class:`Connector`: how to connect, begin, commit,
-and which errors mean the connection is gone.
+which errors mean the connection is gone, and how a worker is woken when work appears.
 """
 
 from __future__ import annotations
@@ -19,12 +27,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from relaybox.errors import StoreConnectionLost, StoreUnavailable
+from relaybox.errors import StoreConnectionLost, StoreReadOnly, StoreUnavailable
 
 log = logging.getLogger("relaybox.store")
 
@@ -37,6 +45,10 @@ class Tx(Protocol):
     """What a unit of work may do inside its transaction."""
 
     dialect: str
+    # True when every statement is a network round trip (PostgreSQL): units then prefer one
+    # set-based statement over many small ones. False in process (SQLite), where small
+    # prepared statements are cheaper than building one big one.
+    network_round_trips: bool
 
     def execute(self, query: str, params: Params | None = None) -> int:
         """Run a named query; return the number of rows it changed."""
@@ -62,14 +74,43 @@ class Tx(Protocol):
 Unit = Callable[[Tx], T]
 
 
+class WakeSource(Protocol):
+    """What wakes an idle worker: LISTEN/NOTIFY on PostgreSQL, a data_version watch on SQLite.
+
+    Wake-ups are hints, never the source of truth: the worker keeps a safety-net poll.
+    """
+
+    @property
+    def listening(self) -> bool:
+        """True while wake-ups can arrive (the worker polls fast otherwise)."""
+        ...
+
+    def set_waiting(self, waiting: bool) -> None:
+        """The claim loop starts (True) or stops (False) waiting for work."""
+
+    async def run(self) -> None:
+        """Watch until cancelled, calling the wake callback when work may have appeared."""
+
+
 class Connector(Protocol):
     """The small part of a store that differs per database."""
 
     dialect: str
+    network_round_trips: bool  # see Tx.network_round_trips
+    read_only: bool  # opened for inspection: never create, migrate or write
 
     def connect(self) -> Any: ...
 
+    def connect_reader(self) -> Any | None:
+        """A connection for read units beside the writer; None if reads must share the
+        writer's connection (an in-memory SQLite database exists once per connection)."""
+        ...
+
     def begin(self, conn: Any, *, write: bool) -> None: ...
+
+    def begin_read(self, conn: Any) -> None:
+        """Start a read-only snapshot on a reader connection (ended with rollback)."""
+        ...
 
     def commit(self, conn: Any) -> None: ...
 
@@ -87,6 +128,10 @@ class Connector(Protocol):
 
     def describe(self) -> str: ...
 
+    def wake_source(self, channels: Collection[str], wake: Callable[[], None]) -> WakeSource | None:
+        """How a worker on ``channels`` learns of new work; None: poll only."""
+        ...
+
 
 @dataclass
 class _Job(Generic[T]):
@@ -101,24 +146,44 @@ _STOP = object()
 class Store:
     """A database behind one background writer thread (see module docstring)."""
 
-    def __init__(self, connector: Connector, *, max_batch: int = 512) -> None:
+    def __init__(self, connector: Connector, *, max_batch: int = 512, readers: int = 2) -> None:
         self.connector = connector
         self.dialect = connector.dialect
+        self.read_only = connector.read_only
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._conn: Any = None
         self._closed = False
+        self._thread: threading.Thread | None = None
+        self._readers: _Readers | None = None
+        if self.read_only:
+            # No writer at all; the first reader connects now so a bad URL fails at open time.
+            self._readers = _Readers(connector, readers, first=_connect_reader(connector))
+            return
         # Connect once up front so an unusable URL fails at open time with a clear error.
         self._conn = self._connect()
+        first = _connect_reader(connector)
+        if first is not None:
+            self._readers = _Readers(connector, readers, first=first)
         self._thread = threading.Thread(target=self._loop, name="relaybox-store", daemon=True)
         self._thread.start()
 
     # -- submitting work ---------------------------------------------------------------
 
     def submit(self, unit: Unit[T], *, write: bool = True) -> Future[T]:
-        """Queue a unit of work; the future resolves after its transaction committed."""
+        """Queue a unit of work; the future resolves after its transaction committed.
+
+        ``write=False`` units run on the read connections (a read-only snapshot, never
+        behind the writer's queue) when the store has them.
+        """
         if self._closed:
             raise StoreUnavailable("the store is closed")
+        if not write and self._readers is not None:
+            return self._readers.submit(unit)
+        if self.read_only:
+            raise StoreReadOnly(
+                f"store {self.connector.describe()} was opened read-only (for inspection)"
+            )
         job: _Job[T] = _Job(unit, write)
         self._queue.put(job)
         return job.future
@@ -132,17 +197,25 @@ class Store:
         return self.submit(unit, write=write).result()
 
     async def read(self, unit: Unit[T]) -> T:
+        """Run a read unit in a snapshot on a read connection (not behind queued writes).
+
+        It sees every write whose future has resolved. A unit that tries to write fails.
+        """
         return await self.run(unit, write=False)
 
     def read_sync(self, unit: Unit[T]) -> T:
+        """:meth:`read` from synchronous code (CLI, tests)."""
         return self.run_sync(unit, write=False)
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
-        self._thread.join(timeout=30)
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout=30)
+        if self._readers is not None:
+            self._readers.close()
 
     def __enter__(self) -> Store:
         return self
@@ -238,7 +311,7 @@ class Store:
         # On PostgreSQL, closing one unit's savepoint and opening the next's travel together:
         # one round trip per unit instead of two (or three after a failed unit). SQLite, in
         # process, runs them one by one.
-        fold = self.dialect == "postgres"
+        fold = self.connector.network_round_trips
         pending: list[str] = []
         for number, job in enumerate(jobs):
             savepoint = f"unit_{number}"
@@ -291,20 +364,111 @@ class Store:
             job.future.set_exception(wrapped)
 
     def _translate(self, error: BaseException) -> BaseException:
-        """Database trouble (disk full, locked, I/O) reaches callers as StoreUnavailable."""
-        if isinstance(error, StoreUnavailable) or not self.connector.is_unavailable(error):
-            return error
-        wrapped = StoreUnavailable(f"store {self.connector.describe()} failed: {_one_line(error)}")
-        wrapped.__cause__ = error
-        return wrapped
+        return _translate(self.connector, error)
 
     def _safe_close(self) -> None:
-        try:
-            if self._conn is not None:
-                self.connector.close(self._conn)
-        except Exception as error:  # noqa: BLE001 - the connection is broken anyway
-            log.debug("closing a broken connection failed: %s", _one_line(error))
+        if self._conn is not None:
+            _close_quietly(self.connector, self._conn)
         self._conn = None
+
+
+class _Readers:
+    """A few connections that run read units in read-only snapshots, beside the writer.
+
+    Reads are idempotent, so a read whose connection turned out to be dead (a server restart
+    while it sat idle) is simply run once more on a fresh connection.
+    """
+
+    def __init__(self, connector: Connector, size: int, *, first: Any) -> None:
+        self._connector = connector
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, size), thread_name_prefix="relaybox-read"
+        )
+        self._lock = threading.Lock()
+        self._idle: list[Any] = [first]
+
+    def submit(self, unit: Unit[T]) -> Future[T]:
+        return self._pool.submit(self._run, unit)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _close_quietly(self._connector, conn)
+
+    def _run(self, unit: Unit[T]) -> T:
+        for attempt in (1, 2):
+            conn = self._take()
+            try:
+                self._connector.begin_read(conn)
+                value = unit(self._connector.make_tx(conn))
+            except Exception as error:
+                self._end(conn)
+                if not self._connector.is_disconnect(error):
+                    translated = _translate(self._connector, error)
+                    if translated is error:
+                        raise
+                    raise translated from error
+                if attempt == 2:
+                    raise StoreConnectionLost(
+                        f"store connection lost: {_one_line(error)}"
+                    ) from error
+                log.info("read connection was lost; reading again: %s", _one_line(error))
+                continue
+            self._end(conn)
+            return value
+        raise AssertionError("unreachable")
+
+    def _end(self, conn: Any) -> None:
+        """End the snapshot (nothing to commit) and keep the connection if it still works."""
+        try:
+            self._connector.rollback(conn)
+        except Exception as error:  # noqa: BLE001 - a broken connection is dropped, not reused
+            log.debug("ending a read failed; dropping its connection: %s", _one_line(error))
+            _close_quietly(self._connector, conn)
+            return
+        self._give_back(conn)
+
+    def _take(self) -> Any:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        conn = _connect_reader(self._connector)
+        if conn is None:
+            raise AssertionError("a driver that gave one reader connection refused another")
+        return conn
+
+    def _give_back(self, conn: Any) -> None:
+        with self._lock:
+            self._idle.append(conn)
+
+
+def _connect_reader(connector: Connector) -> Any | None:
+    try:
+        return connector.connect_reader()
+    except StoreUnavailable:
+        raise
+    except Exception as error:
+        raise StoreUnavailable(
+            f"cannot open store {connector.describe()}: {_one_line(error)}"
+        ) from error
+
+
+def _translate(connector: Connector, error: BaseException) -> BaseException:
+    """Database trouble (disk full, locked, I/O) reaches callers as StoreUnavailable."""
+    if isinstance(error, StoreUnavailable) or not connector.is_unavailable(error):
+        return error
+    wrapped = StoreUnavailable(f"store {connector.describe()} failed: {_one_line(error)}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def _close_quietly(connector: Connector, conn: Any) -> None:
+    try:
+        connector.close(conn)
+    except Exception as error:  # noqa: BLE001 - the connection is broken anyway
+        log.debug("closing a broken connection failed: %s", _one_line(error))
 
 
 def _one_line(error: BaseException) -> str:

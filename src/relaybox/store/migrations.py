@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from relaybox.errors import StoreConnectionLost
+from relaybox.errors import NotARelayboxStore, SchemaMismatch, StoreConnectionLost
 from relaybox.store.base import Store, Tx
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-_ADVISORY_LOCK_KEY = 7_311_224_080  # "relaybox" migrations
 
 
 @dataclass(frozen=True)
@@ -52,14 +51,11 @@ def _create_bookkeeping(tx: Tx) -> None:
     )
 
 
-def _lock(tx: Tx) -> None:
-    if tx.dialect == "postgres":
-        tx.execute_script(f"SELECT pg_advisory_xact_lock({_ADVISORY_LOCK_KEY})")
-
-
 def _apply_next(tx: Tx) -> Migration | None:
     """Apply the lowest missing migration, if any; one per transaction."""
-    _lock(tx)
+    # Serialise concurrent migrators (PostgreSQL: an advisory lock; SQLite's BEGIN IMMEDIATE
+    # already does).
+    tx.fetch_one("lock_migrations")
     _create_bookkeeping(tx)
     applied = {int(r["version"]) for r in tx.fetch_all("applied_migrations")}
     for migration in available_migrations(tx.dialect):
@@ -102,3 +98,42 @@ def schema_version(store: Store) -> int:
         return int(row["version"]) if row and row["version"] is not None else 0
 
     return store.run_sync(read)
+
+
+def check_schema(store: Store) -> int:
+    """For inspection: the store's schema version, or an error saying which migration is missing.
+
+    Reads only (through the store's read connections): a store opened read-only is never
+    migrated, so an older schema is reported ("run `relaybox migrate`") rather than upgraded,
+    and a newer one ("upgrade relaybox") rather than misread.
+    """
+
+    def read(tx: Tx) -> tuple[bool, set[int]]:
+        row = tx.fetch_one("relaybox_schema_present")
+        if row is None or not row["present"]:
+            return False, set()
+        return True, {int(r["version"]) for r in tx.fetch_all("applied_migrations")}
+
+    present, applied = store.read_sync(read)
+    where = store.connector.describe()
+    if not present:
+        raise NotARelayboxStore(
+            f"not a relaybox database: {where} has no relaybox_migrations table;"
+            " it was left untouched"
+        )
+    known = {m.version: m for m in available_migrations(store.dialect)}
+    missing = [known[v] for v in sorted(set(known) - applied)]
+    unknown = sorted(applied - set(known))
+    if unknown:
+        names = ", ".join(f"{v:04d}" for v in unknown)
+        raise SchemaMismatch(
+            f"store {where} has migration(s) {names} that this relaybox does not know:"
+            " it was written by a newer relaybox; upgrade relaybox to inspect it"
+        )
+    if missing:
+        names = ", ".join(f"{m.version:04d}_{m.name}" for m in missing)
+        raise SchemaMismatch(
+            f"store {where} needs migration(s) {names}: run `relaybox migrate` (with a"
+            " relaybox that can write it) before inspecting it"
+        )
+    return max(applied, default=0)

@@ -6,14 +6,14 @@ Why psycopg 3 and one connection rather than asyncpg or a pool: see docs/postgre
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from relaybox.store.base import Params, Row
+from relaybox.store.base import Params, Row, WakeSource
 from relaybox.store.queries import load_queries
 
 # 57P01 admin shutdown / pg_terminate_backend, 57P02 crash shutdown, 57P03 cannot connect now.
@@ -45,6 +45,7 @@ def connect_kwargs(url: str, role: str) -> dict[str, Any]:
 
 class PostgresTx:
     dialect = "postgres"
+    network_round_trips = True
 
     def __init__(self, conn: psycopg.Connection[Any], queries: dict[str, str]) -> None:
         self._conn = conn
@@ -72,21 +73,37 @@ class PostgresTx:
 
 class PostgresConnector:
     dialect = "postgres"
+    network_round_trips = True
 
-    def __init__(self, url: str, *, role: str = "store") -> None:
+    def __init__(self, url: str, *, role: str = "store", read_only: bool = False) -> None:
         self.url = url
         self.role = role
+        self.read_only = read_only
         self._queries = load_queries("postgres")
 
     def describe(self) -> str:
         return _redact(self.url)
 
     def connect(self) -> psycopg.Connection[Any]:
+        if self.read_only:
+            raise AssertionError("a read-only store has no writer connection")
         conn: psycopg.Connection[Any] = psycopg.connect(
             self.url, autocommit=True, row_factory=dict_row, **connect_kwargs(self.url, self.role)
         )
         conn.execute("SET synchronous_commit = on")
         return conn
+
+    def connect_reader(self) -> psycopg.Connection[Any]:
+        """A connection of its own for read units; every transaction on it is read-only."""
+        conn: psycopg.Connection[Any] = psycopg.connect(
+            self.url, autocommit=True, row_factory=dict_row, **connect_kwargs(self.url, "read")
+        )
+        conn.execute("SET default_transaction_read_only = on")
+        return conn
+
+    def begin_read(self, conn: psycopg.Connection[Any]) -> None:
+        # One snapshot for the whole unit (a trace reads several tables that must agree).
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
 
     def begin(self, conn: psycopg.Connection[Any], *, write: bool) -> None:
         # Stated, not inherited from the server's default: the claim relies on each statement
@@ -118,6 +135,12 @@ class PostgresConnector:
 
     def close(self, conn: Any) -> None:
         conn.close()
+
+    def wake_source(self, channels: Collection[str], wake: Callable[[], None]) -> WakeSource | None:
+        """LISTEN/NOTIFY on a connection of its own (see ``store/postgres_listen.py``)."""
+        from relaybox.store.postgres_listen import Notifier
+
+        return Notifier(self.url, channels, wake)
 
 
 def _redact(url: str) -> str:

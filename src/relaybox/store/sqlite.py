@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from relaybox.store.base import Params, Row
+from relaybox.errors import NotARelayboxStore, StoreNotFound
+from relaybox.store.base import Params, Row, WakeSource
 from relaybox.store.queries import load_queries
 
 # synchronous=FULL: a committed transaction (an acknowledged enqueue, an advanced cursor)
@@ -23,6 +25,7 @@ PRAGMAS = (
 
 class SqliteTx:
     dialect = "sqlite"
+    network_round_trips = False
 
     def __init__(self, conn: sqlite3.Connection, queries: dict[str, str]) -> None:
         self._conn = conn
@@ -50,15 +53,19 @@ class SqliteTx:
 
 class SqliteConnector:
     dialect = "sqlite"
+    network_round_trips = False
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, read_only: bool = False) -> None:
         self.path = path
+        self.read_only = read_only
         self._queries = load_queries("sqlite")
 
     def describe(self) -> str:
         return f"sqlite:///{self.path}"
 
     def connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            raise AssertionError("a read-only store has no writer connection")
         if self.path != ":memory:":
             parent = Path(self.path).expanduser().resolve().parent
             if not parent.is_dir():
@@ -69,8 +76,51 @@ class SqliteConnector:
             conn.execute(pragma)
         return conn
 
+    def connect_reader(self) -> sqlite3.Connection | None:
+        """A second connection: in WAL mode it reads while the writer writes.
+
+        Read-only stores open the file with ``mode=ro`` (SQLite then cannot create or change
+        it), and only on a read-only filesystem (where ``mode=ro`` cannot set up WAL's shared
+        memory) with ``immutable=1``, which promises SQLite that nobody writes the file.
+        """
+        if self.path == ":memory:":
+            if self.read_only:
+                raise StoreNotFound("no relaybox database in an empty in-memory SQLite store")
+            return None  # an in-memory database exists only on the writer's connection
+        if not self.read_only:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            return _reader_setup(conn)
+        path = Path(self.path).expanduser().resolve()
+        if not path.is_file():
+            raise StoreNotFound(
+                f"no relaybox database at {path} (check --db; `relaybox migrate` creates one)"
+            )
+        try:
+            return _open_probed(path, "mode=ro")
+        except sqlite3.OperationalError as error:
+            # A read-only filesystem: the WAL index cannot be set up next to the file.
+            if "unable to open" not in str(error) and "readonly" not in str(error):
+                raise
+            first = error
+        except sqlite3.DatabaseError as error:
+            raise NotARelayboxStore(
+                f"not a relaybox database: {path} ({error}); it was left untouched"
+            ) from error
+        try:
+            return _open_probed(path, "immutable=1")
+        except sqlite3.DatabaseError as error:
+            raise NotARelayboxStore(
+                f"not a relaybox database: {path} ({first}; {error}); it was left untouched"
+            ) from error
+
     def begin(self, conn: sqlite3.Connection, *, write: bool) -> None:
         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    def begin_read(self, conn: sqlite3.Connection) -> None:
+        # A deferred transaction: the snapshot is taken by its first read, no lock is held.
+        conn.execute("BEGIN")
 
     def commit(self, conn: sqlite3.Connection) -> None:
         conn.execute("COMMIT")
@@ -92,6 +142,46 @@ class SqliteConnector:
 
     def close(self, conn: Any) -> None:
         conn.close()
+
+    def wake_source(self, channels: Collection[str], wake: Callable[[], None]) -> WakeSource | None:
+        """A ``PRAGMA data_version`` watcher; none for an in-memory database (one process)."""
+        from relaybox.store.sqlite_watch import DataVersionWatcher
+
+        if self.path == ":memory:":
+            return None
+        return DataVersionWatcher(self.path, wake)
+
+
+def _open_probed(path: Path, flags: str) -> sqlite3.Connection:
+    """Open ``path`` read-only with URI ``flags`` and read its catalogue once.
+
+    The read is what touches the file (SQLite opens lazily): a file that is not a database
+    fails here with :class:`sqlite3.DatabaseError`, a WAL file on a read-only filesystem
+    under ``mode=ro`` with :class:`sqlite3.OperationalError`.
+    """
+    conn = sqlite3.connect(
+        f"file:{quote(str(path))}?{flags}",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=30,
+    )
+    try:
+        _reader_setup(conn)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
+def _reader_setup(conn: sqlite3.Connection) -> sqlite3.Connection:
+    # No journal_mode pragma here: setting it writes the file header. query_only makes any
+    # write a read unit attempts fail instead of happening.
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA query_only=ON")
+    return conn
 
 
 def _adapt(params: Params | None) -> dict[str, Any]:

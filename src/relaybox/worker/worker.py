@@ -25,11 +25,11 @@ from relaybox.errors import ConfigError, StoreUnavailable
 from relaybox.models import Delivery
 from relaybox.outbox import transitions as tr
 from relaybox.store import Store
+from relaybox.store.base import WakeSource
 from relaybox.transports.base import Transport
 from relaybox.transports.registry import build_transports
 from relaybox.worker.expirer import expirer_service
 from relaybox.worker.heartbeat import heartbeat_service
-from relaybox.worker.notifier import LISTENING_POLL_SECONDS, WakeSource, notifier_for
 from relaybox.worker.pacing import Pacer
 from relaybox.worker.pruner import pruner_service
 from relaybox.worker.runner import CursorWriteFailed, DeliveryRunner, HeldDelivery, RunnerContext
@@ -38,6 +38,7 @@ from relaybox.worker.service import Service, ServiceGroup
 log = logging.getLogger("relaybox.worker")
 
 POLL_SECONDS = 0.05  # the claim poll when nothing notifies (SQLite, or LISTEN is down)
+LISTENING_POLL_SECONDS = 1.0  # the safety-net poll while wake-ups arrive
 
 
 def new_worker_id() -> str:

@@ -18,19 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Collection
-from typing import Protocol
 
 import psycopg
 
-from relaybox.store import Store
-from relaybox.store.postgres import PostgresConnector, connect_kwargs
-from relaybox.store.sqlite import SqliteConnector
-from relaybox.worker.datawatch import DataVersionWatcher
+from relaybox.store.postgres import connect_kwargs
 
 log = logging.getLogger("relaybox.worker")
 
 CHANNEL = "relaybox_deliveries"
-LISTENING_POLL_SECONDS = 1.0  # the safety-net poll while notifications arrive
 _MAX_BACKOFF_SECONDS = 5.0
 
 
@@ -87,32 +82,6 @@ class Notifier:
                         self._wake()
             finally:
                 self._listening = False
-
-
-class WakeSource(Protocol):
-    """What wakes an idle worker: LISTEN/NOTIFY on PostgreSQL, a data_version watch on SQLite."""
-
-    @property
-    def listening(self) -> bool: ...
-
-    def set_waiting(self, waiting: bool) -> None:
-        """The claim loop starts (True) or stops (False) waiting for work."""
-
-    async def run(self) -> None: ...
-
-
-def notifier_for(
-    store: Store, channels: Collection[str], wake: Callable[[], None]
-) -> WakeSource | None:
-    """A :class:`Notifier` for PostgreSQL, a data_version watcher for a SQLite file."""
-    connector = store.connector
-    if isinstance(connector, SqliteConnector):
-        if connector.path == ":memory:":
-            return None
-        return DataVersionWatcher(connector.path, wake)
-    if not isinstance(connector, PostgresConnector):
-        return None
-    return Notifier(connector.url, channels, wake)
 
 
 def _one_line(error: BaseException) -> str:
