@@ -85,7 +85,7 @@ class Worker:
         self._ctx = RunnerContext(
             store, self.worker_id, self._pacer, self._stop.is_set, self.auditor
         )
-        self.notifier: WakeSource | None = notifier_for(store, self.transports, self.notify)
+        self.notifier: WakeSource | None = store.connector.wake_source(self.transports, self.notify)
         self.services = self._core_services()
 
     def _core_services(self) -> ServiceGroup:
