@@ -24,6 +24,8 @@ from relaybox.store import DEFAULT_URL, Store, open_store
 from relaybox.turns import transitions as turn_transitions
 from relaybox.turns.api import TurnScope
 from relaybox.turns.api import settings_for as turn_settings
+from relaybox.tasks.api import Tasks
+from relaybox.tasks.settings import LiveSettings
 
 
 class Relaybox:
@@ -43,6 +45,9 @@ class Relaybox:
         self.config = config
         self._auditor = FailureAuditor(store, config.audit)
         self._steps = StepRunner(store, config)
+        self.task_settings = LiveSettings(config)
+        self.tasks = Tasks(store, config, self.task_settings)
+        """Agent task contracts: ``rb.tasks.start(...)``, ``rb.tasks.run(...)`` (docs/tasks.md)."""
 
     async def enqueue(
         self,

@@ -143,6 +143,37 @@ class MemoryConfig:
 
 
 @dataclass(frozen=True)
+class ContractDefaults:
+    """Contract defaults of agent tasks (``[tasks]``, ``[tasks.channels.<name>]``); docs/tasks.md.
+
+    Texts may use ``{summary}``. 0, negative or absurd durations are refused.
+    """
+
+    ack_within_seconds: float = 5.0  # the user hears "on it" within this
+    progress_every_seconds: float = 45.0  # and a sign of life at least this often
+    finish_within_seconds: float = 900.0  # and the result or an honest failure by this
+    liveness_seconds: float = 30.0  # a running body that stops beating this long is interrupted
+    ack_text: str = "On it: {summary}"
+    nudge_text: str = "Still working on it: {summary}"
+    timeout_text: str = "Sorry, I could not finish this in time: {summary}"
+    interrupted_text: str = "Sorry, the work on this stopped unexpectedly: {summary}"
+    hand_back: bool = False  # a failure is also recorded as an inbound message for the agent
+
+
+@dataclass(frozen=True)
+class TasksConfig:
+    """``[tasks]``: the task supervisor and contract defaults (reloaded on SIGHUP)."""
+
+    tick_seconds: float = 1.0  # how often the supervising worker looks for due deadlines
+    scan_limit: int = 500  # due tasks handled per tick (the rest in the next tick)
+    defaults: ContractDefaults = field(default_factory=ContractDefaults)
+    channels: dict[str, ContractDefaults] = field(default_factory=dict)
+
+    def contract_defaults(self, channel: str) -> ContractDefaults:
+        return self.channels.get(channel, self.defaults)
+
+
+@dataclass(frozen=True)
 class Config:
     store_url: str | None = None
     worker: WorkerConfig = field(default_factory=WorkerConfig)
@@ -153,6 +184,7 @@ class Config:
     steps: StepsConfig = field(default_factory=StepsConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     turns: TurnsConfig = field(default_factory=TurnsConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
     source: str = "(defaults)"
 
     def channel(self, name: str) -> ChannelConfig:
@@ -210,7 +242,7 @@ def store_url_of(path: str | os.PathLike[str] | None = None) -> str | None:
 
 
 def parse_config(data: dict[str, Any], source: str = "(inline)") -> Config:
-    _only_keys(data, {"store", "worker", "channels", *_SECTIONS}, "", source)
+    _only_keys(data, {"store", "worker", "channels", "tasks", *_SECTIONS}, "", source)
     store = _table(data, "store", source)
     _only_keys(store, {"url"}, "store.", source)
     store_url = store.get("url")
@@ -225,7 +257,72 @@ def parse_config(data: dict[str, Any], source: str = "(inline)") -> Config:
         key: _build(kind, _table(data, key, source), f"{key}.", source)
         for key, kind in _SECTIONS.items()
     }
-    return Config(store_url=store_url, worker=worker, channels=channels, source=source, **sections)
+    tasks = parse_tasks(_table(data, "tasks", source), source)
+    for name in tasks.channels:
+        if name not in channels:
+            raise ConfigError(f"{source}: tasks.channels.{name} names no configured channel")
+    return Config(
+        store_url=store_url,
+        worker=worker,
+        channels=channels,
+        tasks=tasks,
+        source=source,
+        **sections,
+    )
+
+
+MAX_CONTRACT_SECONDS = 30 * 86_400.0  # a deadline further out than this is a mistake
+
+
+def parse_tasks(table: dict[str, Any], source: str) -> TasksConfig:
+    """``[tasks]``: supervisor settings, contract defaults, per-channel overrides."""
+    plain = {k: v for k, v in table.items() if k != "channels"}
+    supervisor_keys = {"tick_seconds", "scan_limit"}
+    supervisor = {k: v for k, v in plain.items() if k in supervisor_keys}
+    defaults: ContractDefaults = _contract(
+        {k: v for k, v in plain.items() if k not in supervisor_keys},
+        ContractDefaults(),
+        "tasks.",
+        source,
+        extra=supervisor_keys | {"channels"},
+    )
+    overrides = _table(table, "channels", source)
+    channels: dict[str, ContractDefaults] = {}
+    for name, body in overrides.items():
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: tasks.channels.{name} must be a table")
+        channels[name] = _contract(body, defaults, f"tasks.channels.{name}.", source)
+    built: TasksConfig = _build(TasksConfig, supervisor, "tasks.", source)
+    return replace(built, defaults=defaults, channels=channels)
+
+
+def _contract(
+    values: dict[str, Any],
+    base: ContractDefaults,
+    prefix: str,
+    source: str,
+    extra: set[str] | None = None,
+) -> ContractDefaults:
+    settable = {f.name for f in fields(ContractDefaults)}
+    _only_keys(values, settable, prefix, source, extra or set())
+    checked = {
+        key: _check_value(key, value, getattr(base, key), prefix, source)
+        for key, value in values.items()
+    }
+    for key, value in checked.items():
+        if key.endswith("_text"):
+            try:
+                value.format(summary="")
+            except (KeyError, IndexError, ValueError) as error:
+                raise ConfigError(
+                    f"{source}: {prefix}{key} may only use {{summary}} (and {{{{ }}}} for braces):"
+                    f" {error!r}"
+                ) from None
+        if key.endswith("_seconds") and value > MAX_CONTRACT_SECONDS:
+            raise ConfigError(
+                f"{source}: {prefix}{key} must be at most {MAX_CONTRACT_SECONDS:g} (got {value!r})"
+            )
+    return replace(base, **checked)
 
 
 # Plain sections: every key is a field of the dataclass, checked by _check_value.
@@ -279,7 +376,8 @@ _POSITIVE = {
     "max_oldest_queued_seconds", "gap_age_seconds", "batch_size", "interval_seconds",
     "retention_seconds", "wait_timeout_seconds", "max_document_bytes", "max_note_bytes",
     "max_message_bytes", "retry_delay_seconds", "resume_after_seconds",
-    "resume_interval_seconds",
+    "resume_interval_seconds", "tick_seconds", "scan_limit", "ack_within_seconds",
+    "progress_every_seconds", "finish_within_seconds", "liveness_seconds",
 }  # fmt: skip
 # Zero is meaningful here: "alert on any" for thresholds, "keep forever" for retention ages.
 _NON_NEGATIVE = {
@@ -291,7 +389,7 @@ _FRACTIONS = {"jitter", "max_failure_rate"}
 
 def _build(kind: type[Any], values: dict[str, Any], prefix: str, source: str, **fixed: Any) -> Any:
     known = {f.name: f for f in fields(kind)}
-    settable = set(known) - set(fixed) - {"retry", "name", "transport"}
+    settable = set(known) - set(fixed) - {"retry", "name", "transport", "defaults", "channels"}
     _only_keys(values, settable, prefix, source)
     checked: dict[str, Any] = {}
     for key, value in values.items():
@@ -342,9 +440,11 @@ def _table(data: dict[str, Any], key: str, source: str) -> dict[str, Any]:
     return value
 
 
-def _only_keys(data: dict[str, Any], allowed: set[str], prefix: str, source: str) -> None:
-    unknown = sorted(set(data) - allowed)
+def _only_keys(
+    data: dict[str, Any], allowed: set[str], prefix: str, source: str, extra: set[str] | None = None
+) -> None:
+    extra = extra or set()
+    unknown = sorted(set(data) - allowed - extra)
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown key {prefix}{unknown[0]}; allowed: {', '.join(sorted(allowed))}"
-        )
+        names = ", ".join(sorted(allowed | extra))
+        raise ConfigError(f"{source}: unknown key {prefix}{unknown[0]}; allowed: {names}")

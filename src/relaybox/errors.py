@@ -66,3 +66,19 @@ class InvalidInbound(RelayboxError):
 class TurnLeaseLost(RelayboxError):
     """This attempt no longer holds its turn (another attempt took it over): nothing it tried
     to write was stored."""
+
+
+class InvalidTask(RelayboxError):
+    """A task request is bad: a deadline of 0, a summary past the channel's limit, ..."""
+
+
+class TaskFinished(InvalidState):
+    """The task already ended (or is delivering its result): nothing more can be reported."""
+
+
+class TaskConflict(InvalidState):
+    """The task was completed with a different result, or its key names another task."""
+
+
+class TaskDataError(RelayboxError):
+    """A stored task row or journal event cannot be decoded: the unit stops and rolls back."""

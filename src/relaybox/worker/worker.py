@@ -26,6 +26,8 @@ from relaybox.models import Delivery
 from relaybox.outbox import transitions as tr
 from relaybox.store import Store
 from relaybox.store.base import WakeSource
+from relaybox.tasks.settings import LiveSettings
+from relaybox.tasks.supervisor import TaskHook, TaskSupervisor
 from relaybox.transports.base import Transport
 from relaybox.transports.registry import build_transports
 from relaybox.worker.expirer import expirer_service
@@ -61,8 +63,10 @@ class Worker:
         concurrency: int | None = None,
         worker_id: str | None = None,
         clock: Clock = SYSTEM,
+        supervise_tasks: bool = True,
     ) -> None:
         self.store = store
+        self.supervise_tasks = supervise_tasks
         self.clock = clock
         self.config = config
         self.worker_id = worker_id or new_worker_id()
@@ -86,6 +90,15 @@ class Worker:
             store, self.worker_id, self._pacer, self._stop.is_set, self.auditor
         )
         self.notifier: WakeSource | None = store.connector.wake_source(self.transports, self.notify)
+        self.task_settings = LiveSettings(config)
+        self.task_supervisor = TaskSupervisor(
+            store,
+            self.worker_id,
+            self.task_settings,
+            config.channels,
+            config.worker.lease_seconds,
+            clock,
+        )
         self.services = self._core_services()
 
     def _core_services(self) -> ServiceGroup:
@@ -104,7 +117,23 @@ class Worker:
             group.add(pruner)
         if self.notifier is not None:
             group.add(Service("wakeups", self.notifier.run, every=None, clock=self.clock))
+        if self.supervise_tasks:
+            group.add(self.task_supervisor.service())
+        if self.task_settings.path is not None:
+            group.add(self.task_settings.watch_service(clock=self.clock))
         return group
+
+    def on_task_end(self, hook: TaskHook) -> None:
+        """Call ``hook(task)`` when this worker's supervisor times out or fails a task.
+
+        The place to cancel the work itself (the task's cancel hook). Runs after the commit;
+        a hook that raises is logged.
+        """
+        self.task_supervisor.hooks.append(hook)
+
+    def reload_settings(self) -> bool:
+        """Re-read the config file's ``[tasks]`` section (what SIGHUP does)."""
+        return self.task_settings.reload()
 
     # -- control -----------------------------------------------------------------------
 
@@ -127,6 +156,7 @@ class Worker:
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
+            loop.add_signal_handler(signal.SIGHUP, self.reload_settings)
         self.services.start(self._stop)
         log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
         try:
@@ -135,12 +165,19 @@ class Worker:
             await self._drain()
             self._stop.set()
             await self.services.close()
+            await self._release_supervision()
             for transport in self.transports.values():
                 await transport.aclose()
             if install_signal_handlers:
-                for sig in (signal.SIGTERM, signal.SIGINT):
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
             log.info("worker %s stopped", self.worker_id)
+
+    async def _release_supervision(self) -> None:
+        try:
+            await self.task_supervisor.release()
+        except Exception as error:  # noqa: BLE001 - the lease lapses instead
+            log.info("could not release task supervision (%s); its lease will lapse", error)
 
     # -- claiming ----------------------------------------------------------------------
 
