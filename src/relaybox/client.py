@@ -21,11 +21,11 @@ from relaybox.steps import Intent, StepPolicy, StepResult, StepRunner, ToolStep
 from relaybox.steps.runner import Body, IfRunning
 from relaybox.steps.tool import ToolFn, tool_step
 from relaybox.store import DEFAULT_URL, Store, open_store
+from relaybox.tasks.api import Tasks
+from relaybox.tasks.settings import LiveSettings
 from relaybox.turns import transitions as turn_transitions
 from relaybox.turns.api import TurnScope
 from relaybox.turns.api import settings_for as turn_settings
-from relaybox.tasks.api import Tasks
-from relaybox.tasks.settings import LiveSettings
 
 
 class Relaybox:
