@@ -30,7 +30,7 @@ as usual: it has no side effect. Runs outside :func:`relaybox.agent_run` are not
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic_ai.durable_exec import (
@@ -48,11 +48,19 @@ from pydantic_ai.durable_exec import (
     durable_unit_scope,
     record_durable_unit,
 )
-from pydantic_ai.messages import ModelResponse, ToolCallPart
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelMessagesTypeAdapter,
+    ModelRequest,
+    ModelResponse,
+    ToolCallPart,
+    UserPromptPart,
+)
 from pydantic_ai.models import Model
 from pydantic_ai.tools import RunContext
 
 from relaybox.client import Relaybox
+from relaybox.memory.history import Entry, History
 from relaybox.steps import Intent, InvalidStep, StepContext, StepPolicy
 from relaybox.steps.calls import AgentRun, current_run, tool_call
 
@@ -248,6 +256,40 @@ class _StepOperation(BoundDurableOperation[Any, Any, Any]):
         return codec.load(result.value)
 
 
+HISTORY_FORMAT = "pydantic-ai"
+
+
+def history_entries(messages: Sequence[ModelMessage]) -> list[Entry]:
+    """pydantic-ai messages (``result.new_messages()``) as history entries, for
+    ``turn.reply(parts, history=history_entries(result.new_messages()))``: stored with the
+    reply in one transaction, as pydantic-ai's own JSON form of each message."""
+    documents = ModelMessagesTypeAdapter.dump_python(list(messages), mode="json")
+    return [(str(doc.get("kind", "message")), doc, {"format": HISTORY_FORMAT}) for doc in documents]
+
+
+async def load_history(history: History, limit: int = 50) -> list[ModelMessage]:
+    """The conversation so far as pydantic-ai messages, for ``agent.run(message_history=...)``.
+
+    Reads the latest ``limit`` entries written by :func:`history_entries` (other entries are
+    skipped) and starts at a user prompt, so a cut never begins with a tool result whose call
+    was cut off.
+    """
+    entries = await history.recent(limit)
+    documents = [
+        entry.content
+        for entry in entries
+        if isinstance(entry.content, dict)
+        and (entry.metadata or {}).get("format") == HISTORY_FORMAT
+    ]
+    messages = ModelMessagesTypeAdapter.validate_python(documents)
+    for start, message in enumerate(messages):
+        if isinstance(message, ModelRequest) and any(
+            isinstance(part, UserPromptPart) for part in message.parts
+        ):
+            return messages[start:]
+    return []
+
+
 def _call_ids(response: object) -> list[str]:
     message = (
         response if isinstance(response, ModelResponse) else getattr(response, "response", None)
@@ -275,4 +317,4 @@ def _is_tool_step(params: ToolsetCallToolParams | DynamicToolsetCallToolParams) 
     return callable(getattr(function, "intent", None)) and hasattr(function, "policy")
 
 
-__all__ = ["NOT_OUTCOMES", "RelayboxDurability"]
+__all__ = ["NOT_OUTCOMES", "RelayboxDurability", "history_entries", "load_history"]

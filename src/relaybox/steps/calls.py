@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from relaybox.steps.errors import InvalidStep
 
@@ -112,16 +113,41 @@ _run: ContextVar[AgentRun | None] = ContextVar("relaybox_agent_run", default=Non
 _call: ContextVar[ToolCall | None] = ContextVar("relaybox_tool_call", default=None)
 
 
+class TurnLike(Protocol):
+    """What :func:`agent_run` needs of a turn (``async with rb.turn(...) as turn``)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def resource_id(self) -> str: ...
+    @property
+    def correlation_id(self) -> str: ...
+
+
 @contextmanager
 def agent_run(
-    turn: str, *, resource_id: str, correlation_id: str | None = None
+    turn: str | TurnLike,
+    *,
+    resource_id: str | None = None,
+    correlation_id: str | None = None,
 ) -> Iterator[AgentRun]:
     """Run an agent inside this block to give its model requests and tool calls stable steps.
 
-    >>> with relaybox.agent_run(inbound.correlation_id, resource_id=sender):  # doctest: +SKIP
+    ``turn`` is a turn (``async with rb.turn(...) as turn``: its key, user and correlation id
+    are used) or a turn key string with ``resource_id`` (the user) and optionally
+    ``correlation_id`` (default: the key).
+
+    >>> with relaybox.agent_run(turn):                                     # doctest: +SKIP
     ...     result = await agent.run(text)
     """
-    run = AgentRun(turn, resource_id, correlation_id)
+    if isinstance(turn, str):
+        if resource_id is None:
+            raise InvalidStep("agent_run(key, resource_id=...) needs the user's resource_id")
+        run = AgentRun(turn, resource_id, correlation_id)
+    else:
+        run = AgentRun(
+            turn.key, resource_id or turn.resource_id, correlation_id or turn.correlation_id
+        )
     token = _run.set(run)
     try:
         yield run
