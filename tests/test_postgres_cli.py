@@ -45,6 +45,11 @@ COMMANDS: dict[str, list[str] | None] = {
     "deliveries cancel": ["deliveries", "cancel", "{queued}", "--json"],
     "deliveries retry": ["deliveries", "retry", "{failed}", "--json"],
     "deliveries resolve": ["deliveries", "resolve", "{unknown}", "--arrived", "--json"],
+    "deliveries retry-all": ["deliveries", "retry-all", "--channel", "mem", "--yes", "--json"],
+    "deliveries cancel-all": [
+        "deliveries", "cancel-all", "--channel", "mem", "--dry-run", "--json",
+    ],
+    "serve": None,  # long-running: a real process on PostgreSQL in tests/test_console_cli.py
     "failures": ["failures", "--since", "1h", "--json"],
     "failures show": ["failures", "show", "{failure}", "--json"],
     "inbound list": ["inbound", "list", "--json"],

@@ -174,6 +174,25 @@ class TasksConfig:
 
 
 @dataclass(frozen=True)
+class ConsoleConfig:
+    """``[console]``: ``relaybox serve`` (see docs/console.md). Empty strings mean "not set".
+
+    Credentials are better given in the environment (``RELAYBOX_CONSOLE_ADMIN_TOKEN``, ...),
+    which wins over this file.
+    """
+
+    host: str = "127.0.0.1"  # any other address needs credentials
+    port: int = 8025
+    admin_user: str = "admin"
+    admin_password: str = ""
+    admin_token: str = ""
+    viewer_user: str = "viewer"
+    viewer_password: str = ""
+    viewer_token: str = ""
+    secret: str = ""  # signs login sessions; random per process when empty
+
+
+@dataclass(frozen=True)
 class Config:
     store_url: str | None = None
     worker: WorkerConfig = field(default_factory=WorkerConfig)
@@ -185,6 +204,7 @@ class Config:
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     turns: TurnsConfig = field(default_factory=TurnsConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     source: str = "(defaults)"
 
     def channel(self, name: str) -> ChannelConfig:
@@ -333,6 +353,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "steps": StepsConfig,
     "memory": MemoryConfig,
     "turns": TurnsConfig,
+    "console": ConsoleConfig,
 }
 
 
@@ -378,6 +399,7 @@ _POSITIVE = {
     "max_message_bytes", "retry_delay_seconds", "resume_after_seconds",
     "resume_interval_seconds", "tick_seconds", "scan_limit", "ack_within_seconds",
     "progress_every_seconds", "finish_within_seconds", "liveness_seconds",
+    "resume_interval_seconds", "port",
 }  # fmt: skip
 # Zero is meaningful here: "alert on any" for thresholds, "keep forever" for retention ages.
 _NON_NEGATIVE = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from relaybox.cli import deliveries, failures, inbound, maintenance, operate, trace
+from relaybox.cli import console, deliveries, failures, inbound, maintenance, operate, trace
 from relaybox.cli import memory as memory_cli
 from relaybox.cli import steps as steps_cli
 from relaybox.cli.app import app
@@ -24,6 +24,7 @@ trace.register(app)
 maintenance.register(app)
 steps_cli.register(app)
 memory_cli.register(app)
+console.register(app)
 
 
 def main() -> None:

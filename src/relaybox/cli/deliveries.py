@@ -192,3 +192,120 @@ def _requeue(
         print_json(d.to_json())
         return
     out.print(f"delivery {d.id} is {d.status} (cursor {d.start_index}/{d.part_count})")
+
+
+# -- bulk actions: everything matching a filter -------------------------------------------
+
+StatusOpt = Annotated[str | None, typer.Option("--status", help="Only this status.")]
+ChannelOpt = Annotated[str | None, typer.Option("--channel", help="Only this channel.")]
+ThreadOpt = Annotated[str | None, typer.Option("--thread", help="Only this thread id.")]
+CorrelationOpt = Annotated[
+    str | None, typer.Option("--correlation", help="Only this correlation id.")
+]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option("--since", help="Enqueued at or after: a duration ago (2h) or ISO 8601 (UTC)."),
+]
+UntilOpt = Annotated[
+    str | None, typer.Option("--until", help="Enqueued before: a duration ago or ISO 8601.")
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Only count what would change; change nothing.")
+]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+@deliveries_app.command("retry-all")
+def retry_all_command(
+    ctx: typer.Context,
+    status: StatusOpt = None,
+    channel: ChannelOpt = None,
+    thread: ThreadOpt = None,
+    correlation: CorrelationOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Send again every failed, expired or parked delivery matching the filters."""
+    _bulk(ctx, "retry", locals())
+
+
+@deliveries_app.command("cancel-all")
+def cancel_all_command(
+    ctx: typer.Context,
+    status: StatusOpt = None,
+    channel: ChannelOpt = None,
+    thread: ThreadOpt = None,
+    correlation: CorrelationOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    dry_run: DryRunOpt = False,
+    yes: YesOpt = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel every queued or sending delivery matching the filters."""
+    _bulk(ctx, "cancel", locals())
+
+
+def _bulk(ctx: typer.Context, action_name: str, options: dict[str, object]) -> None:
+    import getpass
+    import sys
+
+    from rich.progress import Progress
+
+    from relaybox.console.bulk import parse_action, preview, run_bulk
+    from relaybox.console.filters import DeliveryFilter
+    from relaybox.errors import RelayboxError
+
+    fields = {
+        key: str(options[name])
+        for key, name in (
+            ("status", "status"),
+            ("channel", "channel"),
+            ("thread", "thread"),
+            ("correlation", "correlation"),
+            ("since", "since"),
+            ("until", "until"),
+        )
+        if options[name] is not None
+    }
+    as_json = bool(options["as_json"])
+    try:
+        where = DeliveryFilter.parse(fields)
+        action = parse_action(action_name)
+    except RelayboxError as error:
+        raise fail(str(error)) from None
+    who = f"cli:{getpass.getuser()}"
+    with opened(ctx) as (store, _config):
+        count = preview(store, action, where)
+        if options["dry_run"] or count == 0:
+            result = run_bulk(store, action, where, who=who, dry_run=True)
+            if as_json:
+                print_json(result.to_json())
+            else:
+                out.print(f"{count} deliveries match {where.describe()!r}; would {action} them")
+            return
+        if not options["yes"]:
+            if not sys.stdin.isatty():
+                raise fail(f"{action} {count} deliveries? add --yes to confirm (or --dry-run)")
+            if not typer.confirm(f"{action} {count} deliveries matching {where.describe()!r}?"):
+                raise fail("nothing changed")
+        if out.is_terminal and not as_json:
+            with Progress(console=out, transient=True) as bar:
+                task = bar.add_task(f"{action}", total=count)
+                result = run_bulk(
+                    store,
+                    action,
+                    where,
+                    who=who,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+        else:
+            result = run_bulk(store, action, where, who=who)
+    if as_json:
+        print_json(result.to_json())
+        return
+    skipped = f"; {result.skipped} had changed meanwhile" if result.skipped else ""
+    out.print(f"{action}: {result.changed} of {result.matched} deliveries{skipped}")

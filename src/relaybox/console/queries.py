@@ -1,0 +1,254 @@
+"""Read units behind the console's pages and API: overview, deliveries list, charts.
+
+Each unit is a plain function of a transaction, run with ``store.read(...)``: on the store's
+read path, never queued behind the worker's writes. Every query is indexed (see
+``store/sql/<dialect>/console.sql`` and ``benchmarks/console_queries.py`` for the timings on a
+store of 1M deliveries).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from relaybox.console.filters import DeliveryFilter
+from relaybox.models import Delivery, Status
+from relaybox.store import Tx
+from relaybox.store.base import Unit
+
+WINDOWS = {"1h": 3600.0, "6h": 6 * 3600.0, "24h": 24 * 3600.0}
+BUCKETS = 60  # points per chart, whatever the window
+
+
+@dataclass(slots=True)
+class ChannelRow:
+    """One line of the overview: where a channel's deliveries are now."""
+
+    channel: str
+    queued: int = 0
+    sending: int = 0
+    unknown: int = 0
+    delivered_last_hour: int = 0
+    failed_last_hour: int = 0  # deliveries that ended failed or expired in the last hour
+    failures_last_hour: int = 0  # failure records (every failed attempt) in the last hour
+    oldest_queued_seconds: float | None = None
+    paused_deliveries: int = 0
+    paused_until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    at: float
+    channels: list[ChannelRow]
+    totals: ChannelRow
+    workers: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "channels": [asdict(c) for c in self.channels],
+            "totals": asdict(self.totals),
+            "workers": self.workers,
+        }
+
+
+def overview(now: float | None = None) -> Unit[Overview]:
+    """Unit (read): per channel, queued / sending / parked / failed in the last hour, ..."""
+
+    def unit(tx: Tx) -> Overview:
+        at = time.time() if now is None else now
+        hour_ago = at - 3600.0
+        rows: dict[str, ChannelRow] = {}
+
+        def row(channel: str) -> ChannelRow:
+            return rows.setdefault(channel, ChannelRow(channel))
+
+        for r in tx.fetch_all("console_active_by_channel"):
+            line = row(r["channel"])
+            setattr(line, r["status"], int(r["n"]))
+            if r["status"] in ("queued", "sending") and r["oldest_created_at"] is not None:
+                age = max(0.0, at - float(r["oldest_created_at"]))
+                line.oldest_queued_seconds = max(line.oldest_queued_seconds or 0.0, age)
+        for r in tx.fetch_all("console_finished_by_channel", {"since": hour_ago}):
+            line = row(r["channel"])
+            if r["status"] == "delivered":
+                line.delivered_last_hour += int(r["n"])
+            elif r["status"] in ("failed", "expired"):
+                line.failed_last_hour += int(r["n"])
+        for r in tx.fetch_all("console_failures_by_channel", {"since": hour_ago}):
+            row(r["channel"] or "-").failures_last_hour += int(r["n"])
+        for r in tx.fetch_all("console_paused_channels", {"now": at}):
+            line = row(r["channel"])
+            line.paused_deliveries = int(r["n"])
+            line.paused_until = float(r["until"])
+        channels = sorted(rows.values(), key=lambda c: c.channel)
+        return Overview(at, channels, _totals(channels))
+
+    return unit
+
+
+def _totals(channels: list[ChannelRow]) -> ChannelRow:
+    total = ChannelRow("all channels")
+    for c in channels:
+        total.queued += c.queued
+        total.sending += c.sending
+        total.unknown += c.unknown
+        total.delivered_last_hour += c.delivered_last_hour
+        total.failed_last_hour += c.failed_last_hour
+        total.failures_last_hour += c.failures_last_hour
+        total.paused_deliveries += c.paused_deliveries
+        if c.oldest_queued_seconds is not None:
+            total.oldest_queued_seconds = max(
+                total.oldest_queued_seconds or 0.0, c.oldest_queued_seconds
+            )
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPage:
+    deliveries: list[Delivery]
+    next_before_id: int | None  # pass as before_id for the next (older) page
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "deliveries": [d.to_json() for d in self.deliveries],
+            "next_before_id": self.next_before_id,
+        }
+
+
+def deliveries_page(
+    where: DeliveryFilter, *, before_id: int | None = None, limit: int = 50
+) -> Unit[DeliveryPage]:
+    """Unit (read): deliveries matching ``where``, newest first, one page (keyset paging)."""
+    query = "console_deliveries"
+    if where.correlation_id is not None:
+        query = "console_deliveries_by_correlation"
+    elif where.thread_id is not None:
+        query = "console_deliveries_by_thread"
+    elif where.status is not None:
+        query = "console_deliveries_by_status"
+
+    def unit(tx: Tx) -> DeliveryPage:
+        params = {**where.params(), "before_id": before_id, "limit": limit + 1}
+        rows = [Delivery.from_row(r) for r in tx.fetch_all(query, params)]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return DeliveryPage(rows, rows[-1].id if more and rows else None)
+
+    return unit
+
+
+def count_matching(where: DeliveryFilter, statuses: tuple[Status, ...]) -> Unit[int]:
+    """Unit (read): how many deliveries in ``statuses`` match ``where`` (a bulk preview)."""
+
+    def unit(tx: Tx) -> int:
+        total = 0
+        for wanted in statuses:
+            found = tx.fetch_one("console_count_by_status", where.with_status(wanted).params())
+            total += int(found["n"]) if found else 0
+        return total
+
+    return unit
+
+
+def matching_ids(where: DeliveryFilter, before_id: int | None, limit: int) -> Unit[list[int]]:
+    """Unit (read): the next ``limit`` ids below ``before_id`` matching ``where`` (one status)."""
+    if where.status is None:
+        raise ValueError("matching_ids needs a status")
+
+    def unit(tx: Tx) -> list[int]:
+        params = {**where.params(), "before_id": before_id, "limit": limit}
+        return [int(r["id"]) for r in tx.fetch_all("console_ids_by_status", params)]
+
+    return unit
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    name: str
+    unit: str
+    points: list[float | None]  # one per bucket, oldest first
+
+
+@dataclass(frozen=True, slots=True)
+class Charts:
+    window: str
+    since: float
+    bucket_seconds: float
+    series: list[Series]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def charts(window: str, now: float | None = None) -> Unit[Charts]:
+    """Unit (read): the overview's charts over ``window`` (1h, 6h or 24h), 60 points each.
+
+    Everything comes from stored rows (attempts, failures, deliveries), so the charts survive
+    a restart of the console and cover what happened while it was down.
+    """
+    span = WINDOWS[window]
+
+    def unit(tx: Tx) -> Charts:
+        at = time.time() if now is None else now
+        since = at - span
+        bucket = span / BUCKETS
+        params = {"since": since, "bucket": bucket}
+        per_minute = 60.0 / bucket
+        surfaced = _buckets(tx.fetch_all("console_chart_surfaced", params))
+        failures = _buckets(tx.fetch_all("console_chart_failures", params))
+        enqueued = _buckets(tx.fetch_all("console_chart_enqueued", params))
+        finished = _buckets(tx.fetch_all("console_chart_finished", params))
+        latencies: list[list[float]] = [[] for _ in range(BUCKETS)]
+        for r in tx.fetch_all("console_chart_latency", {"since": since}):
+            index = min(BUCKETS - 1, int((float(r["finished_at"]) - since) / bucket))
+            latencies[index].append(float(r["seconds"]))
+        depth_now = tx.fetch_one("health_queue") or {}
+        depth = _depth(int(depth_now.get("depth") or 0), enqueued, finished)
+        series = [
+            Series("parts surfaced", "per minute", [n * per_minute for n in surfaced]),
+            Series("failures", "per minute", [n * per_minute for n in failures]),
+            Series("enqueue to surfaced p50", "seconds", [_pct(b, 50) for b in latencies]),
+            Series("enqueue to surfaced p95", "seconds", [_pct(b, 95) for b in latencies]),
+            Series("enqueue to surfaced p99", "seconds", [_pct(b, 99) for b in latencies]),
+            Series("queue depth", "deliveries", [float(d) for d in depth]),
+        ]
+        return Charts(window, since, bucket, series)
+
+    return unit
+
+
+def _buckets(rows: list[dict[str, Any]]) -> list[float]:
+    counts = [0.0] * BUCKETS
+    for r in rows:
+        index = int(r["b"])
+        if 0 <= index < BUCKETS:
+            counts[index] += float(r["n"])
+        elif index == BUCKETS:  # the very last instant rounds up into the next bucket
+            counts[BUCKETS - 1] += float(r["n"])
+    return counts
+
+
+def _depth(now_depth: int, enqueued: list[float], finished: list[float]) -> list[int]:
+    """Queue depth at the end of each bucket, walking back from the depth now.
+
+    depth(end of bucket i) = depth now - enqueued after it + finished after it. Deliveries
+    parked as ``unknown`` or requeued by an operator make this an estimate (they leave or
+    re-enter the queue without a finish time of their own).
+    """
+    depth = [0] * BUCKETS
+    current = float(now_depth)
+    for index in range(BUCKETS - 1, -1, -1):
+        depth[index] = max(0, round(current))
+        current = current - enqueued[index] + finished[index]
+    return depth
+
+
+def _pct(samples: list[float], q: float) -> float | None:
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    rank = max(0, math.ceil(q / 100.0 * len(ordered)) - 1)
+    return round(ordered[rank], 3)

@@ -1,0 +1,87 @@
+"""The console from the command line: bulk retry/cancel by filter (--dry-run, --yes, JSON),
+and `relaybox serve` as a real process on PostgreSQL answering over loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+from typer.testing import CliRunner
+
+from _console import seed_store
+from relaybox.cli import app
+from relaybox.outbox import inspect
+from relaybox.store import open_store
+
+runner = CliRunner()
+
+
+def cli(url: str, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["--db", url, *args], env={"COLUMNS": "200"})
+    return result.exit_code, result.output
+
+
+def test_bulk_retry_and_cancel_by_filter(store_url: str):
+    ids = seed_store(store_url)
+    code, output = cli(store_url, "deliveries", "retry-all", "--channel", "sms", "--dry-run")
+    assert code == 0 and "4 deliveries match" in output
+    code, output = cli(store_url, "deliveries", "retry-all", "--channel", "sms")
+    assert code == 1 and "add --yes" in output  # no terminal to confirm on: nothing changed
+    code, output = cli(
+        store_url, "deliveries", "retry-all", "--channel", "sms", "--status", "failed",
+        "--since", "1h", "--yes", "--json",
+    )  # fmt: skip
+    assert code == 0, output
+    assert json.loads(output) | {"filter": ""} == {
+        "action": "retry", "filter": "", "matched": 3, "changed": 3, "skipped": 0,
+        "dry_run": False,
+    }  # fmt: skip
+    code, output = cli(store_url, "deliveries", "cancel-all", "--status", "failed")
+    assert code == 1 and "cannot cancel failed deliveries" in output
+    code, output = cli(store_url, "deliveries", "cancel-all", "--since", "soon", "--yes")
+    assert code == 1 and "neither a duration" in output
+    code, output = cli(store_url, "deliveries", "cancel-all", "--channel", "chat", "--yes")
+    assert code == 0 and "cancel: 1 of 1 deliveries" in output
+    store = open_store(store_url)
+    try:
+        assert store.read_sync(inspect.get_delivery(ids["sms-failed-2"])).status == "queued"
+        assert store.read_sync(inspect.get_delivery(ids["chat-queued-5"])).status == "cancelled"
+        assert store.read_sync(inspect.get_delivery(ids["sms-unknown-4"])).status == "unknown"
+    finally:
+        store.close()
+
+
+def test_serve_runs_as_a_process_on_postgres(pg_url: str):
+    seed_store(pg_url)
+    env = {**os.environ, "RELAYBOX_DB": pg_url, "PYTHONUNBUFFERED": "1"}
+    for key in [k for k in env if k.startswith("RELAYBOX_CONSOLE_")]:
+        del env[key]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "relaybox", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert found, line
+        base = f"http://127.0.0.1:{found.group(1)}"
+        overview = httpx.get(f"{base}/api/v1/overview", timeout=10).json()
+        assert overview["totals"]["queued"] == 3
+        assert httpx.get(f"{base}/", timeout=10).status_code == 200
+        assert httpx.get(f"{base}/static/htmx.min.js", timeout=10).status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        process.wait(timeout=15)
+    assert process.returncode in (0, -signal.SIGTERM), process.returncode
+    assert time.monotonic() - started < 10
