@@ -398,8 +398,7 @@ _POSITIVE = {
     "retention_seconds", "wait_timeout_seconds", "max_document_bytes", "max_note_bytes",
     "max_message_bytes", "retry_delay_seconds", "resume_after_seconds",
     "resume_interval_seconds", "tick_seconds", "scan_limit", "ack_within_seconds",
-    "progress_every_seconds", "finish_within_seconds", "liveness_seconds",
-    "resume_interval_seconds", "port",
+    "progress_every_seconds", "finish_within_seconds", "liveness_seconds", "port",
 }  # fmt: skip
 # Zero is meaningful here: "alert on any" for thresholds, "keep forever" for retention ages.
 _NON_NEGATIVE = {
