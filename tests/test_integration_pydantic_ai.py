@@ -211,6 +211,25 @@ async def test_a_model_error_is_not_stored_the_next_run_asks_again(
     assert asked == 2
 
 
+async def test_a_streamed_request_is_journaled_too(rb: relaybox.Relaybox) -> None:
+    asked = 0
+
+    async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
+        nonlocal asked
+        asked += 1
+        yield "hello "
+        yield "world"
+
+    agent = Agent(
+        FunctionModel(stream_function=stream), name="bot", capabilities=[RelayboxDurability(rb)]
+    )
+    for _ in range(2):
+        with relaybox.agent_run("corr-s", resource_id="alice"):
+            async with agent.run_stream("hi") as result:
+                assert await result.get_output() == "hello world"
+    assert asked == 1
+
+
 async def test_an_rb_tool_step_is_a_pydantic_ai_tool_with_its_own_policy(
     rb: relaybox.Relaybox,
 ) -> None:
