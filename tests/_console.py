@@ -111,6 +111,13 @@ def seed_store(url: str) -> dict[str, int]:
                 if status != "queued":
                     await _set_status(rb, made.delivery.id, status, f"boom {XSS}")
             await _set_status(rb, ids["reply"], "failed", f"gateway said {XSS}")
+            from relaybox.tasks.models import Conversation
+
+            task = await rb.tasks.start(
+                Conversation(channel="sms", thread_id=f"task-{XSS}", recipient="+1555"),
+                f"book a table {XSS}",
+            )
+            ids["task"] = task.id
             try:
                 raise RuntimeError(f"kaput {XSS}")
             except RuntimeError as error:

@@ -57,6 +57,9 @@ def test_overview_pages_and_api_agree_with_the_store(seeded: tuple[Store, dict[s
         assert by_channel["chat"]["delivered_last_hour"] == 1
         assert by_channel["sms"]["failures_last_hour"] == 1
         assert data["totals"]["queued"] == 3
+        assert data["tasks"]["open"] == 1
+        assert client.get(f"{base}/api/v1/tasks").json()[0]["id"] == _ids["task"]
+        assert f'id="task-{_ids["task"]}"' in client.get(f"{base}/tasks").text
         html = client.get(f"{base}/").text
         row = re.search(r'<tr data-channel="sms">(.*?)</tr>', html, re.S)
         assert row and re.search(r'class="num queued"><a [^>]*>2</a>', row.group(1))
@@ -117,6 +120,8 @@ def test_deliveries_filters_paging_and_detail(seeded: tuple[Store, dict[str, int
         ("/failures/0", 400, "between 1 and"),
         ("/?window=7y", 400, "window must be one of"),
         ("/gaps?older_than=-1", 400, "not a duration"),
+        ("/api/v1/tasks?state=lost", 400, "unknown task state"),
+        ("/tasks?state=lost", 400, "unknown task state"),
     ],
 )
 def test_bad_filters_and_ids_are_4xx_with_a_clear_message(
@@ -277,6 +282,7 @@ def test_stored_text_is_escaped_on_every_page(seeded: tuple[Store, dict[str, int
         f"/failures/{ids['failure']}",
         f"/trace?ref=inbound:{ids['inbound']}",
         "/gaps?older_than=0s",
+        "/tasks",
         f"/trace?ref={XSS}",
     ]
     with console_server(store) as base, httpx.Client() as client:
@@ -291,12 +297,12 @@ def test_stored_text_is_escaped_on_every_page(seeded: tuple[Store, dict[str, int
         )
 
 
-def test_live_events_fire_when_the_store_changes(sqlite_url: str):
+def test_live_events_fire_when_the_store_changes(store_url: str):
     import asyncio
 
     import relaybox
 
-    store = open_store(sqlite_url)
+    store = open_store(store_url)
     try:
         with console_server(store, poll_seconds=0.05) as base:
             got_change = threading.Event()
@@ -315,7 +321,7 @@ def test_live_events_fire_when_the_store_changes(sqlite_url: str):
             assert opened.wait(5)
 
             async def enqueue() -> None:
-                rb = relaybox.open(sqlite_url)
+                rb = relaybox.open(store_url)
                 await rb.enqueue(channel="console", thread_id="t", recipient="r", parts=["hi"])
                 rb.close()
 

@@ -84,7 +84,7 @@ def create_app(
     from relaybox.console.routes import api, pages
 
     auth_settings = settings or AuthSettings.from_config(config.console)
-    feed = ChangeFeed(store, poll_seconds=poll_seconds)
+    feed = ChangeFeed(store, channels=sorted(config.channels), poll_seconds=poll_seconds)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -17,6 +17,7 @@ from relaybox.console.filters import DeliveryFilter
 from relaybox.models import Delivery, Status
 from relaybox.store import Tx
 from relaybox.store.base import Unit
+from relaybox.tasks import inspect as task_inspect
 
 WINDOWS = {"1h": 3600.0, "6h": 6 * 3600.0, "24h": 24 * 3600.0}
 BUCKETS = 60  # points per chart, whatever the window
@@ -39,19 +40,24 @@ class ChannelRow:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskCounts:
+    """Agent tasks (docs/tasks.md): open ones, late ones, and timeouts in the last hour."""
+
+    open: int = 0
+    late: int = 0
+    timed_out_last_hour: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
     at: float
     channels: list[ChannelRow]
     totals: ChannelRow
+    tasks: TaskCounts = field(default_factory=TaskCounts)
     workers: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "at": self.at,
-            "channels": [asdict(c) for c in self.channels],
-            "totals": asdict(self.totals),
-            "workers": self.workers,
-        }
+        return asdict(self)
 
 
 def overview(now: float | None = None) -> Unit[Overview]:
@@ -84,7 +90,9 @@ def overview(now: float | None = None) -> Unit[Overview]:
             line.paused_deliveries = int(r["n"])
             line.paused_until = float(r["until"])
         channels = sorted(rows.values(), key=lambda c: c.channel)
-        return Overview(at, channels, _totals(channels))
+        tasks = task_inspect.health_counts(at, hour_ago)(tx)
+        counts = TaskCounts(tasks.open, tasks.late, tasks.timed_out)
+        return Overview(at, channels, _totals(channels), counts)
 
     return unit
 

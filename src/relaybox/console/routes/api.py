@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -48,6 +49,8 @@ from relaybox.models import Attempt, Delivery
 from relaybox.outbox import inspect
 from relaybox.steps.inspect import list_steps
 from relaybox.steps.records import StepRecord
+from relaybox.tasks.inspect import list_tasks
+from relaybox.tasks.models import Task, TaskState
 from relaybox.trace import Trace, trace
 
 MAX_ID = 2**63 - 1
@@ -280,8 +283,6 @@ def failure_filter(
     terminal: bool = False,
 ) -> FailureFilter:
     """The failure filters of ``relaybox failures``, from the query string."""
-    import time
-
     return FailureFilter(
         since=filters.moment(since, "since", time.time()),
         queue=filters.text(queue, "queue"),
@@ -372,11 +373,43 @@ async def get_gaps(
     limit: Annotated[int, Query(ge=1, le=filters.MAX_PAGE)] = 100,
 ) -> list[InboundMessage]:
     """Inbound messages that got no delivered reply (silent loss), oldest first."""
-    import time
-
     age = filters.duration(older_than, "older_than")
     start = filters.moment(since, "since", time.time())
     return await state_of(request).store.read(find_gaps(age, since=start, limit=limit))
+
+
+@router.get("/tasks", responses=_READ)
+async def get_tasks(
+    request: Request,
+    _who: Viewer,
+    state: Text = None,
+    late: bool = False,
+    thread: Text = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    limit: Annotated[int, Query(ge=1, le=filters.MAX_PAGE)] = 100,
+) -> list[Task]:
+    """Agent tasks newest first; ``late``: open tasks past a deadline (docs/tasks.md)."""
+    unit = list_tasks(
+        now=time.time(),
+        state=task_state(state),
+        late=late,
+        thread_id=filters.text(thread, "thread"),
+        before_id=before_id,
+        limit=limit,
+    )
+    return await state_of(request).store.read(unit)
+
+
+def task_state(value: str | None) -> TaskState | None:
+    value = filters.text(value, "state")
+    if value is None:
+        return None
+    try:
+        return TaskState(value)
+    except ValueError:
+        raise filters.BadFilter(
+            f"unknown task state {value[:40]!r}; one of: {', '.join(s.value for s in TaskState)}"
+        ) from None
 
 
 @router.get("/steps", responses=_READ)

@@ -27,11 +27,13 @@ from relaybox.console.app import (
 from relaybox.console.charts import line_chart
 from relaybox.console.queries import WINDOWS, charts, deliveries_page, overview
 from relaybox.console.render import page
-from relaybox.console.routes.api import failure_filter, redact, run_bulk_checked
+from relaybox.console.routes.api import failure_filter, redact, run_bulk_checked, task_state
 from relaybox.inbound.query import find_gaps
 from relaybox.models import Status
 from relaybox.outbox import inspect
 from relaybox.steps.inspect import list_steps
+from relaybox.tasks.inspect import list_tasks
+from relaybox.tasks.models import TaskState
 from relaybox.trace import trace
 
 router = APIRouter(include_in_schema=False)
@@ -251,6 +253,26 @@ async def gaps_page(request: Request) -> Response:
     return page(request, "gaps.html", gaps=found, older_than=older_than, since=q.get("since", ""))
 
 
+@router.get("/tasks")
+async def tasks_page(request: Request) -> Response:
+    require_identity(request)
+    q = query_of(request)
+    late = q.get("late") in ("1", "true", "on")
+    state = task_state(q.get("state"))
+    found = await state_of(request).store.read(
+        list_tasks(now=time.time(), state=state, late=late, limit=200)
+    )
+    return page(
+        request,
+        "tasks.html",
+        tasks=found,
+        late=late,
+        state=q.get("state", ""),
+        states=[s.value for s in TaskState],
+        now=time.time(),
+    )
+
+
 @router.get("/steps")
 async def steps_page(request: Request) -> Response:
     require_identity(request)
@@ -321,17 +343,21 @@ async def events(request: Request) -> Response:
     feed = state_of(request).feed
 
     async def stream() -> AsyncIterator[str]:
-        seen = feed.version
-        yield "retry: 2000\n\n"
-        while not feed.closed:
-            now = await feed.wait(seen, timeout=15.0)
-            if await request.is_disconnected():
-                return
-            if now != seen:
-                seen = now
-                yield f"event: change\ndata: {now}\n\n"
-            else:
-                yield ": still here\n\n"
+        feed.listen()
+        try:
+            seen = feed.version
+            yield "retry: 2000\n\n"
+            while not feed.closed:
+                now = await feed.wait(seen, timeout=15.0)
+                if await request.is_disconnected():
+                    return
+                if now != seen:
+                    seen = now
+                    yield f"event: change\ndata: {now}\n\n"
+                else:
+                    yield ": still here\n\n"
+        finally:
+            feed.unlisten()
 
     return StreamingResponse(
         stream(),
