@@ -24,6 +24,7 @@ from relaybox.store.base import Unit
 
 # Ranks of the built-in sources, and those reserved for sources other modules register.
 RANK_INBOUND = 10
+RANK_TURNS = 15
 RANK_STEPS = 20
 RANK_DELIVERIES = 30
 RANK_ATTEMPTS = 40
@@ -144,9 +145,11 @@ def _correlation_of(tx: Tx, kind: str, number: int) -> str:
 def builtin_sources() -> list[TimelineSource]:
     """relaybox's own sources. A capability with a table of events adds its line here."""
     from relaybox.steps.timeline import step_trace_events  # imports this module
+    from relaybox.turns.timeline import turn_trace_events
 
     return [
         TimelineSource("inbound", RANK_INBOUND, _inbound_events),
+        TimelineSource("turns", RANK_TURNS, turn_trace_events),
         TimelineSource("steps", RANK_STEPS, step_trace_events),
         TimelineSource("deliveries", RANK_DELIVERIES, _delivery_events),
         TimelineSource("attempts", RANK_ATTEMPTS, _attempt_events),

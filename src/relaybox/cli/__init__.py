@@ -11,6 +11,7 @@ import sys
 from relaybox.cli import console, deliveries, failures, inbound, maintenance, operate, trace
 from relaybox.cli import memory as memory_cli
 from relaybox.cli import steps as steps_cli
+from relaybox.cli import turns as turns_cli
 from relaybox.cli.app import app
 from relaybox.errors import RelayboxError
 
@@ -25,6 +26,7 @@ maintenance.register(app)
 steps_cli.register(app)
 memory_cli.register(app)
 console.register(app)
+turns_cli.register(app)
 
 
 def main() -> None:

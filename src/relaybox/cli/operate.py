@@ -98,8 +98,18 @@ def worker_command(
         int | None, typer.Option(min=1, help="Deliveries in flight at once.")
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every decision.")] = False,
+    turn_handler: Annotated[
+        str | None,
+        typer.Option(
+            "--turn-handler",
+            help="Resume turns a dead process left behind with this async function,"
+            " 'package.module:function' (default: [turns] handler; none: no resume).",
+        ),
+    ] = None,
 ) -> None:
     """Deliver queued replies until SIGTERM or Ctrl-C (then finish or release what it holds)."""
+    from relaybox.client import Relaybox
+    from relaybox.turns.resume import load_handler, resume_service
     from relaybox.worker.worker import Worker
 
     logging.basicConfig(
@@ -108,6 +118,11 @@ def worker_command(
     )
     with opened(ctx) as (store, config):
         worker = Worker(store, config, concurrency=concurrency)
+        spec = turn_handler or config.turns.handler
+        if spec:
+            handler = load_handler(spec)  # a bad spec is one `error:` line (ConfigError)
+            worker.services.add(resume_service(Relaybox(store, config), handler))
+            out.print(f"resuming turns with {spec}", markup=False)
         out.print(
             f"worker {worker.worker_id} delivering on {', '.join(sorted(config.channels))}"
             f" from {store.connector.describe()} (Ctrl-C to stop)"
