@@ -24,7 +24,7 @@ import psycopg
 
 import relaybox
 from relaybox.models import Attempt, Delivery
-from relaybox.transports.receiver import LoopbackReceiver
+from relaybox.testing.loopback import LoopbackReceiver
 
 WORKER_HEADER = "x-relaybox-worker"
 

@@ -47,7 +47,7 @@ from _harness import (
 )
 from conftest import PG_URL
 from relaybox.models import Status
-from relaybox.transports.receiver import LoopbackReceiver
+from relaybox.testing.loopback import LoopbackReceiver
 
 WORKERS = 4
 CONCURRENCY = 16

@@ -155,7 +155,11 @@ def test_unknown_channel(workdir: Path, sqlite_url: str):
         ('[channels.sms]\ntransport = "pigeon"', "channels.sms.transport must be one of"),
         ("[worker]\nlease_seconds = -1", "worker.lease_seconds must be greater than 0"),
         ("[worker]\nconcurency = 4", "unknown key worker.concurency"),
-        ('[channels.sms]\ntransport = "webhook"', "channels.sms.url must be an http"),
+        ('[channels.sms]\ntransport = "webhook"', "channels.sms.url is required"),
+        (
+            '[channels.sms]\ntransport = "webhook"\nurl = "ftp://x"',
+            "channels.sms.url must be an http",
+        ),
     ],
 )
 def test_malformed_config_is_one_clear_line(tmp_path: Path, toml: str, message: str):

@@ -25,7 +25,7 @@ from _harness import (
     write_config,
 )
 from relaybox.models import Status
-from relaybox.transports.receiver import LoopbackReceiver
+from relaybox.testing.loopback import LoopbackReceiver
 
 
 def _wait_all_delivered(db_url: str, timeout: float) -> None:

@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import relaybox
-from relaybox.transports.receiver import LoopbackReceiver
+from relaybox.testing.loopback import LoopbackReceiver
 
 
 def test_three_worker_processes_on_one_sqlite_file(tmp_path: Path):

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from relaybox.transports.receiver import Deduplicator, LoopbackReceiver, json_response
+from relaybox.dedup import Deduplicator
+from relaybox.testing.loopback import LoopbackReceiver, json_response
 
 # --- Deduplicator --------------------------------------------------------------------------
 
@@ -107,7 +108,7 @@ def test_keys_survive_reopening_the_file(tmp_path: Path) -> None:
 
 def test_forget_older_than(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1_000_000.0]
-    monkeypatch.setattr("relaybox.transports.receiver.time.time", lambda: now[0])
+    monkeypatch.setattr("relaybox.dedup.time.time", lambda: now[0])
     with Deduplicator() as dedup:
         dedup.claim("old", lambda: "m-old")
         now[0] += 100

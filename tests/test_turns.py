@@ -18,7 +18,7 @@ from relaybox.errors import TurnLeaseLost
 from relaybox.steps import Intent, StepContext, StepNeedsReconciliation
 from relaybox.steps import transitions as step_transitions
 from relaybox.steps.records import StepStatus
-from relaybox.transports.receiver import LoopbackReceiver
+from relaybox.testing.loopback import LoopbackReceiver
 from relaybox.transports.webhook import WebhookTransport
 from relaybox.turns import inspect as turns_inspect
 from relaybox.turns.api import TurnScope

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from relaybox.models import Outcome
+from relaybox.testing.loopback import LoopbackReceiver, Response, json_response
 from relaybox.transports.base import (
     NOT_SENT,
     AmbiguousSend,
@@ -25,7 +26,6 @@ from relaybox.transports.base import (
     Transport,
     Unavailable,
 )
-from relaybox.transports.receiver import LoopbackReceiver, Response, json_response
 from relaybox.transports.webhook import WebhookTransport, parse_retry_after
 
 

@@ -18,6 +18,12 @@ Example::
     dedup = true            # the receiver honours Idempotency-Key
     max_attempts = 8
     max_age_seconds = 3600
+
+A channel table has the generic keys of :class:`ChannelConfig` and :class:`RetryPolicy`, plus
+the keys of its transport's options class. Transports are looked up by name in
+:mod:`relaybox.transports.registry` (built-ins and plugins); this module knows none of them.
+A transport's *preset* (the platform's documented limits) fills in the generic keys the table
+does not set.
 """
 
 from __future__ import annotations
@@ -31,7 +37,6 @@ from typing import Any
 from relaybox.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "relaybox.toml"
-TRANSPORT_KINDS = ("webhook", "console", "memory", "noop")
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,13 @@ class ChannelConfig:
     max_part_bytes: int = 4096
     max_parts: int = 50
     send_timeout_seconds: float = 15.0
+    max_part_chars: int | None = None  # the platform's text limit (characters); None = none
+    split_long_parts: bool = False  # split a part over max_part_chars instead of rejecting it
     parts_per_second: float | None = None  # pacing for the whole channel (None = unpaced)
     thread_parts_per_second: float | None = None  # pacing per conversation thread
-    url: str | None = None  # webhook only
-    status_url: str | None = None  # webhook only: GET ?guid=... answers reconcile questions
-    dedup: bool = True  # the far end deduplicates by GUID (webhook: honours Idempotency-Key)
-    headers: dict[str, str] = field(default_factory=dict)
+    group_parts_per_minute: float | None = None  # pacing per group chat (transport tells groups)
+    new_conversations_per_day: int | None = None  # threads first written to per UTC day
+    options: Any = None  # the transport's own typed options (see transports/registry.py)
 
 
 @dataclass(frozen=True)
@@ -221,7 +227,7 @@ class Config:
 
 def default_config() -> Config:
     """What relaybox uses with no relaybox.toml: one ``console`` channel for trying things."""
-    return Config(channels={"console": ChannelConfig(name="console", transport="console")})
+    return Config(channels={"console": _channel("console", {"transport": "console"}, "(defaults)")})
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
@@ -358,34 +364,32 @@ _SECTIONS: dict[str, type[Any]] = {
 
 
 def _channel(name: str, body: Any, source: str) -> ChannelConfig:
+    from relaybox.transports.options import option_names, parse_options
+    from relaybox.transports.registry import get_kind
+
     prefix = f"channels.{name}."
     if not isinstance(body, dict):
         raise ConfigError(f"{source}: channels.{name} must be a table")
-    transport = body.get("transport")
-    if transport not in TRANSPORT_KINDS:
-        raise ConfigError(
-            f"{source}: {prefix}transport must be one of {', '.join(TRANSPORT_KINDS)}"
-            f" (got {transport!r})"
-        )
+    try:
+        kind = get_kind(body.get("transport"))
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {prefix}{error}") from None
     retry_keys = {f.name for f in fields(RetryPolicy)}
-    retry = _build(RetryPolicy, {k: v for k, v in body.items() if k in retry_keys}, prefix, source)
-    rest = {k: v for k, v in body.items() if k not in retry_keys and k != "transport"}
+    option_keys = option_names(kind.options)
+    generic = {**kind.preset, **{k: v for k, v in body.items() if k not in option_keys}}
+    retry = _build(
+        RetryPolicy, {k: v for k, v in generic.items() if k in retry_keys}, prefix, source
+    )
+    rest = {k: v for k, v in generic.items() if k not in retry_keys and k != "transport"}
+    options = parse_options(
+        kind.options, {k: v for k, v in body.items() if k in option_keys}, prefix, source
+    )
     channel: ChannelConfig = _build(
-        ChannelConfig, rest, prefix, source, name=name, transport=transport
+        ChannelConfig, rest, prefix, source, name=name, transport=kind.name
     )
     # max_age_seconds = 0 means "never expire".
     max_age = channel.max_age_seconds or None
-    channel = replace(channel, retry=retry, max_age_seconds=max_age)
-    if transport == "webhook":
-        if not channel.url or not channel.url.startswith(("http://", "https://")):
-            raise ConfigError(f"{source}: {prefix}url must be an http:// or https:// URL")
-        if channel.status_url is not None and not channel.status_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ConfigError(f"{source}: {prefix}status_url must be an http:// or https:// URL")
-    elif channel.url is not None or channel.status_url is not None:
-        raise ConfigError(f"{source}: {prefix}url and status_url apply to webhook channels only")
-    return channel
+    return replace(channel, retry=retry, max_age_seconds=max_age, options=options)
 
 
 _POSITIVE = {
@@ -405,12 +409,18 @@ _NON_NEGATIVE = {
     "max_queue_depth", "max_unknown", "max_gaps", "deliveries_days", "attempts_days",
     "failures_days", "inbound_days",
 }  # fmt: skip
+# Channel limits (docs/platforms.md).
+_POSITIVE |= {"max_part_chars", "group_parts_per_minute", "new_conversations_per_day"}
 _FRACTIONS = {"jitter", "max_failure_rate"}
+# Whole numbers whose default is None (so the default's type cannot tell).
+_WHOLE = {"max_part_chars", "new_conversations_per_day"}
 
 
 def _build(kind: type[Any], values: dict[str, Any], prefix: str, source: str, **fixed: Any) -> Any:
     known = {f.name: f for f in fields(kind)}
-    settable = set(known) - set(fixed) - {"retry", "name", "transport", "defaults", "channels"}
+    settable = set(known) - set(fixed) - {
+        "retry", "name", "transport", "defaults", "channels", "options"
+    }  # fmt: skip
     _only_keys(values, settable, prefix, source)
     checked: dict[str, Any] = {}
     for key, value in values.items():
@@ -425,13 +435,7 @@ def _check_value(key: str, value: Any, default: Any, prefix: str, source: str) -
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false (got {value!r})")
         return value
-    if isinstance(default, dict):
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            raise ConfigError(f"{where} must be a table of strings")
-        return value
-    if isinstance(default, str) or key in ("url", "status_url"):
+    if isinstance(default, str):
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{where} must be a non-empty string (got {value!r})")
         return value
@@ -447,7 +451,7 @@ def _check_value(key: str, value: Any, default: Any, prefix: str, source: str) -
         raise ConfigError(f"{where} must be 0 or more (got {value!r})")
     if key in _POSITIVE and value <= 0:
         raise ConfigError(f"{where} must be greater than 0 (got {value!r})")
-    if isinstance(default, int) and not isinstance(default, bool):
+    if (isinstance(default, int) and not isinstance(default, bool)) or key in _WHOLE:
         if not isinstance(value, int):
             raise ConfigError(f"{where} must be a whole number (got {value!r})")
         return value

@@ -24,7 +24,7 @@ from rich.table import Table
 
 import relaybox
 from relaybox.models import Delivery
-from relaybox.transports.receiver import LoopbackReceiver
+from relaybox.testing.loopback import LoopbackReceiver
 
 PARTS = (
     "Found 3 flights to Lisbon on Friday.",

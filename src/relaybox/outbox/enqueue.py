@@ -67,7 +67,16 @@ def build_request(
         raise InvalidReply(
             f"a reply has {len(parts)} parts; channel {channel.name!r} allows {channel.max_parts}"
         )
-    texts = tuple(_part_text(number, part, channel) for number, part in enumerate(parts, 1))
+    texts = tuple(
+        piece
+        for number, part in enumerate(parts, 1)
+        for piece in _fit(number, _part_text(number, part, channel), channel)
+    )
+    if len(texts) > channel.max_parts:
+        raise InvalidReply(
+            f"split to the channel's {channel.max_part_chars}-character limit, the reply has"
+            f" {len(texts)} parts; channel {channel.name!r} allows {channel.max_parts}"
+        )
     content = json.dumps(
         [channel.name, thread_id, recipient, resource_id, texts], ensure_ascii=False
     ).encode("utf-8")
@@ -187,6 +196,43 @@ def _part_text(number: int, part: object, channel: ChannelConfig) -> str:
     if "\x00" in part:
         raise InvalidReply(f"part {number} contains a NUL character")
     return part
+
+
+def _fit(number: int, text: str, channel: ChannelConfig) -> list[str]:
+    """``text`` as one part, or split to the platform's text limit if the channel opts in."""
+    limit = channel.max_part_chars
+    if limit is None or len(text) <= limit:
+        return [text]
+    if not channel.split_long_parts:
+        raise InvalidReply(
+            f"part {number} is {len(text)} characters; channel {channel.name!r}"
+            f" ({channel.transport}) allows {limit} (max_part_chars): shorten it, split it,"
+            " or set split_long_parts = true"
+        )
+    return split_text(text, limit)
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Cut ``text`` into pieces of at most ``limit`` characters, at a line break or space if
+    one is in the second half of the window, else mid-word.
+
+    A pure function of its arguments: the same reply splits the same way in every process,
+    so each piece keeps a stable index and therefore a stable GUID. Whitespace at a cut is
+    dropped; no piece is empty.
+    """
+    pieces: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[: limit + 1]
+        cut = max(window.rfind("\n"), window.rfind(" "))
+        if cut < max(1, limit // 2):
+            cut = limit
+        piece, rest = rest[:cut].rstrip(), rest[cut:].lstrip()
+        if piece:
+            pieces.append(piece)
+    if rest.strip():
+        pieces.append(rest)
+    return pieces
 
 
 def _check_utf8(what: str, text: str) -> bytes:

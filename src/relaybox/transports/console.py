@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.markup import escape
 
 from relaybox.models import Outcome
+from relaybox.transports.registry import TransportKind
+
+if TYPE_CHECKING:
+    from relaybox.config import ChannelConfig
 from relaybox.transports.base import NotSent, OutgoingPart, SendResult
 
 
@@ -32,3 +38,12 @@ class ConsoleTransport:
 
     async def aclose(self) -> None:
         return None
+
+
+def _build(channel: ChannelConfig) -> ConsoleTransport:
+    return ConsoleTransport()
+
+
+TRANSPORT = TransportKind(
+    name="console", build=_build, summary="prints each part as a chat bubble (demos)"
+)

@@ -5,9 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from relaybox.models import Outcome
 from relaybox.transports.base import NOT_SENT, NotSent, OutgoingPart, SendResult
+from relaybox.transports.registry import TransportKind
+
+if TYPE_CHECKING:
+    from relaybox.config import ChannelConfig
 
 Script = Callable[[OutgoingPart], SendResult | BaseException | None]
 
@@ -63,3 +68,23 @@ class MemoryTransport:
     def texts(self, thread_id: str | None = None) -> list[str]:
         """What the user saw, optionally in one thread."""
         return [p.text for p in self.seen if thread_id is None or p.thread_id == thread_id]
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """``[channels.x]`` keys of a ``transport = "memory"`` channel."""
+
+    dedup: bool = True  # behave like a platform that drops a second copy of a GUID
+
+
+def _build(channel: ChannelConfig) -> MemoryTransport:
+    options: MemoryOptions = channel.options
+    return MemoryTransport(dedup=options.dedup)
+
+
+TRANSPORT = TransportKind(
+    name="memory",
+    build=_build,
+    options=MemoryOptions,
+    summary="in-process; records what the user saw (tests, examples)",
+)

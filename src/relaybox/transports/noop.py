@@ -6,7 +6,13 @@ benchmark suite uses to measure relaybox itself rather than a network.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from relaybox.models import Outcome
+from relaybox.transports.registry import TransportKind
+
+if TYPE_CHECKING:
+    from relaybox.config import ChannelConfig
 from relaybox.transports.base import OutgoingPart, SendResult
 
 
@@ -26,3 +32,14 @@ class NoopTransport:
 
     async def aclose(self) -> None:
         return None
+
+
+def _build(channel: ChannelConfig) -> NoopTransport:
+    return NoopTransport()
+
+
+TRANSPORT = TransportKind(
+    name="noop",
+    build=_build,
+    summary="every part surfaces at once and goes nowhere (benchmarks, muted bots)",
+)

@@ -10,7 +10,7 @@ The contract
 
 and the header ``Idempotency-Key: <guid>`` (plus any configured headers). The GUID is the same
 on every resend of a part, so a receiver that remembers the keys it has seen can drop second
-copies (:class:`relaybox.transports.receiver.Deduplicator` does that for you).
+copies (:class:`relaybox.dedup.Deduplicator` does that for you).
 
 **Response.** How the answer is read:
 
@@ -58,8 +58,9 @@ import email.utils
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -76,8 +77,19 @@ from relaybox.transports.base import (
     TransientError,
     Unavailable,
 )
+from relaybox.transports.registry import TransportKind
 
-__all__ = ["MAX_RETRY_AFTER_SECONDS", "WebhookTransport", "parse_retry_after", "payload"]
+if TYPE_CHECKING:
+    from relaybox.config import ChannelConfig
+
+__all__ = [
+    "MAX_RETRY_AFTER_SECONDS",
+    "TRANSPORT",
+    "WebhookOptions",
+    "WebhookTransport",
+    "parse_retry_after",
+    "payload",
+]
 
 MAX_RETRY_AFTER_SECONDS = 86400.0
 _BODY_SNIPPET_CHARS = 200
@@ -360,3 +372,41 @@ class WebhookTransport:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _http_url(value: str | None, key: str) -> None:
+    if value is not None and not value.startswith(("http://", "https://")):
+        raise ValueError(f"{key} must be an http:// or https:// URL")
+
+
+@dataclass(frozen=True)
+class WebhookOptions:
+    """``[channels.x]`` keys of a ``transport = "webhook"`` channel."""
+
+    url: str
+    status_url: str | None = None  # GET ?guid=... answers reconcile questions
+    dedup: bool = True  # the receiver honours Idempotency-Key
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _http_url(self.url, "url")
+        _http_url(self.status_url, "status_url")
+
+
+def _build(channel: ChannelConfig) -> WebhookTransport:
+    options: WebhookOptions = channel.options
+    return WebhookTransport(
+        options.url,
+        dedup=options.dedup,
+        timeout_seconds=channel.send_timeout_seconds,
+        headers=options.headers,
+        status_url=options.status_url,
+    )
+
+
+TRANSPORT = TransportKind(
+    name="webhook",
+    build=_build,
+    options=WebhookOptions,
+    summary="POST each part as JSON to a URL you own (Idempotency-Key: <guid>)",
+)

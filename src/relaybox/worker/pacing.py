@@ -1,13 +1,18 @@
-"""Pacing: per-channel and per-thread send rates, and pauses after a rate-limit answer.
+"""Pacing: per-channel, per-thread and per-group send rates, and pauses after a rate-limit answer.
 
 Waiting here never burns an attempt: the delivery keeps its lease (renewed by the heartbeat)
-and simply sends later.
+and simply sends later. The rates come from the channel's config, where a platform transport's
+preset fills in the platform's documented limits (``parts_per_second`` per bot or sending
+line, ``thread_parts_per_second`` per chat, ``group_parts_per_minute`` per group chat, told
+apart by the transport kind's ``is_group``). Pacing is per worker process: with N workers on
+one channel, divide the rates by N (docs/platforms.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from relaybox.config import ChannelConfig
 
@@ -16,7 +21,14 @@ _MAX_TRACKED_THREADS = 10_000
 
 class Pacer:
     def __init__(self, channels: dict[str, ChannelConfig]) -> None:
+        from relaybox.transports.registry import get_kind
+
         self._channels = channels
+        self._is_group: dict[str, Callable[[str], bool]] = {}
+        for name, config in channels.items():
+            is_group = get_kind(config.transport).is_group
+            if config.group_parts_per_minute and is_group is not None:
+                self._is_group[name] = is_group
         self._next_channel_slot: dict[str, float] = {}
         self._next_thread_slot: dict[tuple[str, str], float] = {}
         self._paused_until: dict[str, float] = {}
@@ -29,7 +41,7 @@ class Pacer:
     def paused_for(self, channel: str) -> float:
         return max(0.0, self._paused_until.get(channel, 0.0) - time.monotonic())
 
-    async def wait_turn(self, channel: str, thread_id: str) -> None:
+    async def wait_turn(self, channel: str, thread_id: str, recipient: str = "") -> None:
         """Sleep until this channel and thread may send their next part, and book that slot."""
         config = self._channels.get(channel)
         now = time.monotonic()
@@ -37,10 +49,21 @@ class Pacer:
         if config is not None and config.parts_per_second:
             slot = max(slot, self._next_channel_slot.get(channel, 0.0))
             self._next_channel_slot[channel] = slot + 1.0 / config.parts_per_second
+        thread_interval = 0.0
         if config is not None and config.thread_parts_per_second:
+            thread_interval = 1.0 / config.thread_parts_per_second
+        is_group = self._is_group.get(channel)
+        if (
+            config is not None
+            and config.group_parts_per_minute
+            and is_group is not None
+            and is_group(recipient)
+        ):
+            thread_interval = max(thread_interval, 60.0 / config.group_parts_per_minute)
+        if thread_interval:
             key = (channel, thread_id)
             slot = max(slot, self._next_thread_slot.get(key, 0.0))
-            self._next_thread_slot[key] = slot + 1.0 / config.thread_parts_per_second
+            self._next_thread_slot[key] = slot + thread_interval
             if len(self._next_thread_slot) > _MAX_TRACKED_THREADS:
                 self._forget_idle_threads(now)
         if slot > now:

@@ -20,6 +20,7 @@ from relaybox.errors import StoreUnavailable
 from relaybox.models import Delivery, Outcome, Part, Status
 from relaybox.outbox import transitions as tr
 from relaybox.outbox.backoff import retry_delay
+from relaybox.outbox.conversations import AdmitConversation
 from relaybox.store import Store
 from relaybox.transports.base import (
     AmbiguousSend,
@@ -94,6 +95,8 @@ class DeliveryRunner:
         parts = list(self.d.parts)
         if not parts:  # cursor already past the end: nothing left (operator requeue)
             return
+        if not await self._admitted():
+            return
         if self._predecessor_left_send_open() and not self.transport.dedups_by_guid:
             verdict = await self._reconcile(parts[0], cause="previous worker stopped mid-send")
             if verdict == "stop":
@@ -103,6 +106,22 @@ class DeliveryRunner:
         for part in parts:
             if not await self._send_part(part):
                 return
+
+    async def _admitted(self) -> bool:
+        """The channel's new-conversations-per-day limit lets this delivery start (or waits)."""
+        limit = self.channel.new_conversations_per_day
+        if limit is None or self.d.start_index > 0:
+            return True
+        wait = await self.ctx.store.run(AdmitConversation(self.d.channel, self.d.thread_id, limit))
+        if wait is None:
+            return True
+        await self._release(
+            wait,
+            refund=True,
+            error=f"paced: channel {self.d.channel!r} started {limit} new conversations today",
+            clear_in_flight=False,
+        )
+        return False
 
     def _predecessor_left_send_open(self) -> bool:
         return self.d.in_flight_index is not None and self.d.in_flight_index == self.d.start_index
@@ -121,7 +140,7 @@ class DeliveryRunner:
                 Status.EXPIRED, part, "expired: older than the channel's max age", "expired"
             )
             return False
-        await self.ctx.pacer.wait_turn(self.channel.name, self.d.thread_id)
+        await self.ctx.pacer.wait_turn(self.channel.name, self.d.thread_id, self.d.recipient)
         if not self.transport.dedups_by_guid:
             marked = await self.ctx.store.run(tr.mark_send_started(self.lease, part.index))
             if not marked:
