@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import relaybox
+from _outbox_helpers import fast_config, run_worker_until
 from relaybox.config import parse_config
 from relaybox.errors import ConfigError, InvalidReply
 from relaybox.models import Status
@@ -21,8 +22,6 @@ from relaybox.outbox.enqueue import split_text
 from relaybox.outbox.guid import part_guid
 from relaybox.transports.memory import MemoryTransport
 from relaybox.transports.registry import ENTRY_POINT_GROUP, get_kind, known_kinds
-
-from _outbox_helpers import fast_config, run_worker_until
 
 
 def test_builtins_are_registered_by_their_modules() -> None:
