@@ -10,16 +10,19 @@ The cast, each a real process or server on loopback:
 * the **phone** (a LoopbackReceiver): what the user sees; it honours Idempotency-Key;
 * the **agent** (``reference_agent.py agent``): an HTTP webhook that opens the message's turn
   (``rb.turn``: recorded once, duplicates answered "done"), runs a pydantic-ai agent whose
-  ``FunctionModel`` calls a booking tool, and replies in three parts through the outbox;
+  ``FunctionModel`` calls a booking tool and then starts a long task with a contract (finding a
+  wine: the user is told at once that it started, and gets the result later), and replies in
+  three parts through the outbox;
 * the **worker** (``relaybox worker``): delivers the reply to the phone.
 
 The story: the agent is SIGKILLed right after the restaurant confirmed the booking, before
 the tool's outcome was stored. The platform redelivers; a new agent process resumes the turn:
 the model's first answer is replayed from the store (the model is not asked again), the
 booking runs again under the same idempotency key (the restaurant returns the same booking),
-and the reply is enqueued once. Then the worker is SIGKILLed in the middle of that reply; a
-new worker resumes at the cursor. The user sees each part once, in order, and the restaurant
-has one booking. See docs/integrations.md.
+the wine task starts (acknowledged to the user), and the reply is enqueued once. Then the
+worker is SIGKILLed in the middle of that reply; a
+new worker resumes at the cursor. The user sees each part once, in order, then the task's result,
+and the restaurant has one booking. See docs/integrations.md.
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ from pydantic_ai.tools import Tool
 
 import relaybox
 from relaybox.integrations.pydantic_ai import RelayboxDurability, history_entries, load_history
+from relaybox.tasks import Contract, Conversation
+from relaybox.tasks.api import TaskHandle
 from relaybox.transports.receiver import LoopbackReceiver
+from relaybox.turns.api import Turn
 
 HERE = Path(__file__).resolve()
 LEASE = 1.0  # seconds: short, so a dead process's work is taken over quickly in the story
@@ -72,12 +78,18 @@ def run_agent(db: str, config: str, workdir: Path, crash_after_booking: bool) ->
             os.fsync(file.fileno())
 
     def think(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
-        """The "model": books what the user asked for, then confirms in three lines."""
+        """The "model": books what the user asked for, starts the wine search, confirms."""
         note("model_calls", f"{os.getpid()}")
+        returned = {
+            p.tool_name: p.content
+            for m in messages
+            for p in m.parts
+            if isinstance(p, ToolReturnPart)
+        }
         last = messages[-1].parts
-        booked = [p.content for p in last if isinstance(p, ToolReturnPart)]
-        if booked:
-            people, at, ref = booked[0]["people"], booked[0]["time"], booked[0]["booking"]
+        if "find_wine" in returned:
+            booked = returned["book_table"]
+            people, at, ref = booked["people"], booked["time"], booked["booking"]
             return ModelResponse(
                 parts=[
                     TextPart(
@@ -87,13 +99,15 @@ def run_agent(db: str, config: str, workdir: Path, crash_after_booking: bool) ->
                     )
                 ]
             )
+        if "book_table" in returned:
+            return ModelResponse(parts=[ToolCallPart("find_wine", {"dish": "the duck"})])
         asked = " ".join(str(p.content) for p in last if isinstance(p, UserPromptPart))
         people = re.search(r"(\d+)\s*(?:people|persons|of us)?", asked)
         at = re.search(r"(\d{1,2}:\d{2})", asked)
         args = {"people": int(people.group(1)) if people else 2, "time": at[1] if at else "19:30"}
         return ModelResponse(parts=[ToolCallPart("book_table", args)])
 
-    async def book_table(ctx: RunContext[None], people: int, time: str) -> dict[str, Any]:
+    async def book_table(ctx: RunContext[Turn], people: int, time: str) -> dict[str, Any]:
         """Book a table at Chez Ada (the restaurant dedupes by idempotency key)."""
         key = relaybox.current_step().key
         booking = restaurant_book(workdir, key, people, time)
@@ -102,11 +116,40 @@ def run_agent(db: str, config: str, workdir: Path, crash_after_booking: bool) ->
             await asyncio.Event().wait()  # ... and here the process is SIGKILLed
         return {"booking": booking, "people": people, "time": time}
 
+    replied: dict[int, asyncio.Event] = {}  # turn id -> set once the turn's reply is enqueued
+    running: set[asyncio.Task[Any]] = set()
+
+    async def find_wine(ctx: RunContext[Turn], dish: str) -> str:
+        """Start looking for a wine to go with ``dish``: a long task, answered later."""
+        turn = ctx.deps
+        where = Conversation(
+            "chat", turn.thread_id, turn.resource_id, correlation_id=turn.correlation_id
+        )
+        summary = f"a wine for {dish}"
+        contract = Contract(ack_within=30, progress_every=120, finish_within=300)
+        key = f"{relaybox.current_step().key}:task"  # the same task if this step runs again
+        handle = await rb.tasks.start(where, summary, contract=contract, task_key=key)
+        await handle.ack(f"On it: looking for a wine to go with {dish}.")
+        done = replied.setdefault(turn.id, asyncio.Event())
+
+        async def search(handle: TaskHandle) -> list[str]:
+            await done.wait()  # the booking confirmation goes out first
+            await handle.progress(data={"wine_lists_checked": 3})
+            return [f"For {dish}: a 2019 Chinon from the Loire."]
+
+        work = asyncio.create_task(
+            rb.tasks.run(where, summary, search, contract=contract, task_key=key)
+        )
+        running.add(work)
+        work.add_done_callback(running.discard)
+        return f"task {handle.id} started; the user was told"
+
     agent = Agent(
         FunctionModel(think),
         name="concierge",
+        deps_type=Turn,
         # The restaurant dedupes by key, so after a crash the booking may simply run again.
-        tools=[Tool(book_table, metadata={"relaybox": {"retry_safe": True}})],
+        tools=[Tool(book_table, metadata={"relaybox": {"retry_safe": True}}), find_wine],
         capabilities=[RelayboxDurability(rb)],
     )
 
@@ -122,9 +165,10 @@ def run_agent(db: str, config: str, workdir: Path, crash_after_booking: bool) ->
                 return {"outcome": str(turn.outcome)}
             with relaybox.agent_run(turn):
                 history = await load_history(turn.history)
-                result = await agent.run(turn.inbound.text, message_history=history)
+                result = await agent.run(turn.inbound.text, message_history=history, deps=turn)
             parts = result.output.split("\n")
             await turn.reply(parts, history=history_entries(result.new_messages()))
+            replied.setdefault(turn.id, asyncio.Event()).set()
             return {"outcome": str(turn.outcome), "replied": parts}
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -277,13 +321,14 @@ def story(db: str | None, workdir: Path) -> int:
         say(f"   bot replied: {answer.get('replied')}")
 
         say("\n3. The worker delivers the 3-part reply; it is killed after part 2 reached Alice")
-        if not screen.wait_until_seen(2, timeout=60):
+        # Alice has seen the task's "On it" message and parts 1 and 2 of the reply.
+        if not screen.wait_until_seen(3, timeout=60):
             raise SystemExit("error: the worker did not deliver part 2")
         kill(worker, "worker")
         worker = start_worker(db, config, workdir)
-        if not screen.wait_until_seen(3, timeout=60):
-            raise SystemExit("error: the new worker did not finish the reply")
-        say("   a new worker resumed at the cursor and finished the reply")
+        if not screen.wait_until_seen(5, timeout=60):
+            raise SystemExit("error: the new worker did not finish the reply and the task")
+        say("   a new worker resumed at the cursor, finished the reply and sent the task result")
 
         say("\n4. The platform delivers the same message once more (a duplicate webhook)")
         deliver(url, message, until_answered=False)
@@ -304,13 +349,13 @@ def story(db: str | None, workdir: Path) -> int:
             " discarded by the phone)"
         )
         say(f"   restaurant bookings: {len(bookings)}; model requests: {len(model_calls)}")
-        inbound = asyncio.run(rb.deliveries(thread_id="chat-42"))
+        deliveries = asyncio.run(rb.deliveries(thread_id="chat-42"))
         rb.close()
 
         say("\n6. The trace of the message (relaybox trace)")
         cli = [sys.executable, "-m", "relaybox", "--db", db, "--config", str(config)]
         trace = subprocess.run(
-            [*cli, "trace", str(inbound[0].correlation_id)],
+            [*cli, "trace", str(deliveries[0].correlation_id)],
             capture_output=True,
             text=True,
             env={**os.environ, "COLUMNS": "160"},
@@ -318,12 +363,16 @@ def story(db: str | None, workdir: Path) -> int:
         say(trace.stdout.rstrip() or trace.stderr.rstrip())
 
     expected = [
+        "On it: looking for a wine to go with the duck.",
         "Booked a table for 2 at 19:30 at Chez Ada.",
         "Your confirmation number is R-0001.",
         "Anything else?",
+        "For the duck: a 2019 Chinon from the Loire.",
     ]
-    # The model was asked twice in all: its first answer (book) was replayed after the crash.
-    ok = saw == expected and len(bookings) == 1 and len(inbound) == 1 and len(model_calls) == 2
+    # The model was asked three times in all: its first answer (book) was replayed after the
+    # crash, not asked again. One reply delivery plus the task's two messages.
+    ok = saw == expected and len(bookings) == 1 and len(model_calls) == 3
+    ok = ok and len(deliveries) == 3 and sum(d.part_count == 3 for d in deliveries) == 1
     say(
         "\nResult: "
         + ("each part once, in order; one booking; one reply" if ok else "WRONG (see above)")

@@ -4,6 +4,7 @@ steps, and a Session on scoped history."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -200,3 +201,80 @@ async def test_the_session_is_scoped_history_per_person_and_thread(rb: relaybox.
     await alice.clear_session()
     assert await alice.get_items() == [] and await alice.pop_item() is None
     assert len(await bob.get_items()) == 2  # clearing Alice's chat left Bob's alone
+
+
+async def test_the_fifteen_line_turn_survives_a_crash_mid_tool(store_url: str) -> None:
+    """docs/integrations.md's Agents SDK version: a turn whose run is cut off right after the
+    tool's side effect (the task cancelled, as on shutdown) is run again on redelivery: the
+    model's first answer is replayed, the tool runs again under the same key (the API dedupes),
+    one reply, and the session holds the exchange once."""
+    from relaybox.config import parse_config
+
+    config = parse_config(
+        {
+            "channels": {"sms": {"transport": "memory"}},
+            "turns": {"lease_seconds": 0.5, "retry_delay_seconds": 0.01},
+            "steps": {"lease_seconds": 0.5, "poll_interval_seconds": 0.02},
+        }
+    )
+    rb = relaybox.open(store_url, config=config)
+    rx = RelayboxAgents(rb)
+    bookings: dict[str, str] = {}  # the restaurant: one booking per idempotency key
+    cut_off = True
+    booked = asyncio.Event()
+
+    @rx.function_tool(retry_safe=True)
+    async def book_table(people: int) -> str:
+        """Book a table."""
+        key = relaybox.current_step().key
+        booking = bookings.setdefault(key, f"R-{len(bookings) + 1}")
+        if cut_off:
+            booked.set()
+            await asyncio.Event().wait()  # the run is cut off here, after the booking
+        return booking
+
+    model = FakeModel("book_table", {"people": 2})
+    agent = Agent(name="concierge", model=rx.model(model), tools=[book_table])
+
+    async def on_webhook() -> str:
+        async with rb.turn(
+            channel="sms",
+            external_id="m-1",
+            thread_id="chat-1",
+            resource_id="alice",
+            text="table for 2",
+        ) as turn:
+            if not turn.should_run:
+                return str(turn.outcome)
+            with relaybox.agent_run(turn):
+                result = await Runner.run(
+                    agent, "table for 2", session=RelayboxSession(turn.memory)
+                )
+            await turn.reply([result.final_output])
+            return str(turn.outcome)
+
+    try:
+        first = asyncio.create_task(on_webhook())
+        await booked.wait()
+        first.cancel()  # shutdown mid-tool: the step and the turn are released as interrupted
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        cut_off = False
+        outcome = "in_progress"
+        for _ in range(200):  # the platform redelivers until the bot runs it
+            outcome = await on_webhook()
+            if outcome != "in_progress":
+                break
+            await asyncio.sleep(0.05)
+        assert outcome == "retry"
+        assert await on_webhook() == "done"
+        assert bookings == {next(iter(bookings)): "R-1"}  # one booking
+        assert model.requests == 2  # the first answer was replayed: 1 + the final one
+        deliveries = await rb.deliveries(thread_id="chat-1")
+        assert len(deliveries) == 1
+        reply = await rb.delivery(deliveries[0].id)
+        assert [p.body for p in reply.parts] == ["done: ['R-1']"]
+        items = await RelayboxSession(rb.memory(Scope("alice", "chat-1"))).get_items()
+        assert [i.get("role") or i.get("type") for i in items].count("user") == 1
+    finally:
+        rb.close()

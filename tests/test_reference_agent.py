@@ -1,5 +1,6 @@
 """The reference agent (examples/reference_agent.py) runs end to end, as a user would run it:
-agent and worker processes SIGKILLed mid-way, each reply part seen once, one booking."""
+agent and worker processes SIGKILLed mid-way, each reply part seen once, one booking, and the
+long task's acknowledgement and result."""
 
 from __future__ import annotations
 
@@ -24,11 +25,13 @@ def test_the_reference_agent_tells_the_crash_story_and_ends_right(
     assert "SIGKILL agent" in out and "SIGKILL worker" in out
     saw = out.split("5. What Alice saw")[1].split("(")[0]
     assert [line.strip() for line in saw.strip().splitlines()] == [
-        "1. Booked a table for 2 at 19:30 at Chez Ada.",
-        "2. Your confirmation number is R-0001.",
-        "3. Anything else?",
+        "1. On it: looking for a wine to go with the duck.",  # the task's ack
+        "2. Booked a table for 2 at 19:30 at Chez Ada.",
+        "3. Your confirmation number is R-0001.",
+        "4. Anything else?",
+        "5. For the duck: a 2019 Chinon from the Loire.",  # the task's result
     ]
-    assert "restaurant bookings: 1; model requests: 2" in out
+    assert "restaurant bookings: 1; model requests: 3" in out
     assert "platform -> bot msg-1001: done" in out  # the duplicate webhook did nothing
     assert "turn-1:m1:model (model_request) for alice replayed" in out  # trace shows the resume
     assert "Result: each part once, in order; one booking; one reply" in out
