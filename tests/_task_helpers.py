@@ -74,9 +74,9 @@ class TaskRig:
         deadline = time.monotonic() + timeout
         try:
             while True:
-                pending = await self.rb.deliveries(status=Status.QUEUED) + await self.rb.deliveries(
-                    status=Status.SENDING
-                )
+                # One read: two (queued, then sending) could miss a delivery moving between them.
+                everything = await self.rb.deliveries(limit=10_000)
+                pending = [d for d in everything if d.status in (Status.QUEUED, Status.SENDING)]
                 if not pending:
                     return
                 if time.monotonic() > deadline:

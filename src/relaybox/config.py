@@ -100,6 +100,8 @@ class HealthConfig:
     max_failure_rate: float = 0.1  # failed / finished deliveries in the window, 0..1
     max_unknown: int = 0  # deliveries parked for an operator
     max_gaps: int = 0  # inbound messages with no reply (silent loss)
+    max_late_tasks: int = 100  # open agent tasks past a deadline or nudged (docs/tasks.md)
+    max_timed_out_tasks: int = 0  # agent tasks that timed out within the window
     gap_age_seconds: float = 300.0  # an inbound message is a gap once unanswered this long
 
 
@@ -406,7 +408,8 @@ _POSITIVE = {
 }  # fmt: skip
 # Zero is meaningful here: "alert on any" for thresholds, "keep forever" for retention ages.
 _NON_NEGATIVE = {
-    "max_queue_depth", "max_unknown", "max_gaps", "deliveries_days", "attempts_days",
+    "max_queue_depth", "max_unknown", "max_gaps", "max_late_tasks", "max_timed_out_tasks",
+    "deliveries_days", "attempts_days",
     "failures_days", "inbound_days",
 }  # fmt: skip
 # Channel limits (docs/platforms.md).

@@ -13,6 +13,7 @@ from typing import Any
 from relaybox.config import HealthConfig
 from relaybox.store import Tx
 from relaybox.store.base import Unit
+from relaybox.tasks.inspect import health_counts as task_health_counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,8 @@ def health(config: HealthConfig, now: float | None = None) -> Unit[HealthReport]
         failures = _count(tx, "health_failures", {"since": since})
         gaps = _count(tx, "health_gaps", {"since": since, "before": at - config.gap_age_seconds})
         window = _span(config.window_seconds)
-        checks = (
+        tasks = task_health_counts(at, since)(tx)
+        checks: tuple[Check, ...] = (
             _check("queue_depth", depth, config.max_queue_depth, "deliveries queued or sending"),
             _check(
                 "oldest_queued_seconds",
@@ -87,6 +89,20 @@ def health(config: HealthConfig, now: float | None = None) -> Unit[HealthReport]
                 f" {_span(config.gap_age_seconds)}",
             ),
         )
+        checks += (
+            _check(
+                "tasks_late",
+                tasks.late,
+                config.max_late_tasks,
+                "open agent tasks past a deadline or nudged",
+            ),
+            _check(
+                "tasks_timed_out",
+                tasks.timed_out,
+                config.max_timed_out_tasks,
+                f"agent tasks that timed out in the last {window}",
+            ),
+        )
         metrics: dict[str, float | int | None] = {
             "queue_depth": depth,
             "oldest_queued_seconds": round(oldest_age, 3),
@@ -99,6 +115,9 @@ def health(config: HealthConfig, now: float | None = None) -> Unit[HealthReport]
             "unknown": unknown,
             "job_failures": failures,
             "gaps": gaps,
+            "tasks_open": tasks.open,
+            "tasks_late": tasks.late,
+            "tasks_timed_out": tasks.timed_out,
         }
         return HealthReport(checks, metrics)
 

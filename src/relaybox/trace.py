@@ -26,6 +26,7 @@ from relaybox.store.base import Unit
 RANK_INBOUND = 10
 RANK_TURNS = 15
 RANK_STEPS = 20
+RANK_TASKS = 25
 RANK_DELIVERIES = 30
 RANK_ATTEMPTS = 40
 RANK_FAILURES = 50
@@ -146,11 +147,13 @@ def builtin_sources() -> list[TimelineSource]:
     """relaybox's own sources. A capability with a table of events adds its line here."""
     from relaybox.steps.timeline import step_trace_events  # imports this module
     from relaybox.turns.timeline import turn_trace_events
+    from relaybox.tasks.timeline import task_trace_events  # imports this module
 
     return [
         TimelineSource("inbound", RANK_INBOUND, _inbound_events),
         TimelineSource("turns", RANK_TURNS, turn_trace_events),
         TimelineSource("steps", RANK_STEPS, step_trace_events),
+        TimelineSource("tasks", RANK_TASKS, task_trace_events),
         TimelineSource("deliveries", RANK_DELIVERIES, _delivery_events),
         TimelineSource("attempts", RANK_ATTEMPTS, _attempt_events),
         TimelineSource("failures", RANK_FAILURES, _failure_events),

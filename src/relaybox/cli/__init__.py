@@ -12,6 +12,7 @@ from relaybox.cli import console, deliveries, failures, inbound, maintenance, op
 from relaybox.cli import memory as memory_cli
 from relaybox.cli import steps as steps_cli
 from relaybox.cli import turns as turns_cli
+from relaybox.cli import tasks as tasks_cli
 from relaybox.cli.app import app
 from relaybox.errors import RelayboxError
 
@@ -27,6 +28,7 @@ steps_cli.register(app)
 memory_cli.register(app)
 console.register(app)
 turns_cli.register(app)
+tasks_cli.register(app)
 
 
 def main() -> None:

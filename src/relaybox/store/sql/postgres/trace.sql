@@ -11,7 +11,8 @@ SELECT 1 AS found WHERE
     EXISTS (SELECT 1 FROM inbound_messages WHERE correlation_id = :correlation_id)
     OR EXISTS (SELECT 1 FROM deliveries WHERE correlation_id = :correlation_id)
     OR EXISTS (SELECT 1 FROM job_failures WHERE correlation_id = :correlation_id)
-    OR EXISTS (SELECT 1 FROM step_events WHERE correlation_id = :correlation_id);
+    OR EXISTS (SELECT 1 FROM step_events WHERE correlation_id = :correlation_id)
+    OR EXISTS (SELECT 1 FROM tasks WHERE correlation_id = :correlation_id);
 
 -- name: trace_inbound
 SELECT * FROM inbound_messages WHERE correlation_id = :correlation_id ORDER BY id;

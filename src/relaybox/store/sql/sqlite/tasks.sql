@@ -97,7 +97,7 @@ SELECT * FROM task_events WHERE task_id = :task_id AND seq > :after_seq
  ORDER BY seq LIMIT :limit;
 
 -- name: task_events_of_correlation
-SELECT e.*, t.summary FROM task_events e JOIN tasks t ON t.id = e.task_id
+SELECT e.task_id, e.seq, e.at, e.kind, e.actor, e.payload, t.summary FROM task_events e JOIN tasks t ON t.id = e.task_id
  WHERE t.correlation_id = :correlation_id ORDER BY e.task_id, e.seq;
 
 -- name: health_tasks
