@@ -1,4 +1,4 @@
-"""``relaybox tasks`` (list, show, events, cancel), tasks in ``trace`` and ``health``, both stores."""
+"""``relaybox tasks`` (list, show, events, cancel); tasks in ``trace`` and ``health``."""
 
 from __future__ import annotations
 
