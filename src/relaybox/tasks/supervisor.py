@@ -49,15 +49,15 @@ class TaskSupervisor:
         self.leader = False
         self.ticks = 0
 
+    def lease(self) -> float:
+        """How long a supervisor's lease lasts: a dead one is replaced within this."""
+        return max(self.lease_seconds, 2 * self.settings.current.tick_seconds)
+
     async def tick_once(self) -> tr.TickReport:
         current = self.settings.current
         report = await self.store.run(
             tr.tick(
-                self.worker_id,
-                self.clock.now(),
-                max(self.lease_seconds, 2 * current.tick_seconds),
-                current.scan_limit,
-                self.channels,
+                self.worker_id, self.clock.now(), self.lease(), current.scan_limit, self.channels
             )
         )
         self.ticks += 1
