@@ -146,8 +146,8 @@ def _correlation_of(tx: Tx, kind: str, number: int) -> str:
 def builtin_sources() -> list[TimelineSource]:
     """relaybox's own sources. A capability with a table of events adds its line here."""
     from relaybox.steps.timeline import step_trace_events  # imports this module
-    from relaybox.turns.timeline import turn_trace_events
     from relaybox.tasks.timeline import task_trace_events  # imports this module
+    from relaybox.turns.timeline import turn_trace_events
 
     return [
         TimelineSource("inbound", RANK_INBOUND, _inbound_events),

@@ -11,8 +11,8 @@ import sys
 from relaybox.cli import console, deliveries, failures, inbound, maintenance, operate, trace
 from relaybox.cli import memory as memory_cli
 from relaybox.cli import steps as steps_cli
-from relaybox.cli import turns as turns_cli
 from relaybox.cli import tasks as tasks_cli
+from relaybox.cli import turns as turns_cli
 from relaybox.cli.app import app
 from relaybox.errors import RelayboxError
 
