@@ -57,7 +57,7 @@ import relaybox
 from relaybox.integrations.pydantic_ai import RelayboxDurability, history_entries, load_history
 from relaybox.tasks import Contract, Conversation
 from relaybox.tasks.api import TaskHandle
-from relaybox.transports.receiver import LoopbackReceiver
+from relaybox.testing.loopback import LoopbackReceiver
 from relaybox.turns.api import Turn
 
 HERE = Path(__file__).resolve()
