@@ -462,3 +462,61 @@ async def test_a_failure_is_handed_back_to_the_agents_conversation(store_url: st
         assert inbound.meta is not None and inbound.meta["relaybox_task"] == handle.id
     finally:
         rig.close()
+
+
+async def test_a_row_that_fails_to_decode_fails_loudly_and_rolls_back(sqlite_url: str) -> None:
+    from relaybox.errors import TaskDataError
+    from relaybox.store import Tx
+
+    rig = TaskRig(sqlite_url)
+    try:
+        good = await rig.tasks.start(CONV, "Good", contract=Contract(progress_every=10))
+        bad = await rig.tasks.start(CONV, "Bad", contract=Contract(progress_every=10))
+        await good.ack("on it")
+        await bad.ack("on it")
+
+        def corrupt(tx: Tx) -> None:
+            tx.execute_script(f"UPDATE tasks SET nudge_text = NULL WHERE id = {bad.id}")
+
+        with pytest.raises(Exception, match="NOT NULL"):  # the schema refuses it outright
+            await rig.rb.store.run(corrupt)
+
+        def corrupt_due(tx: Tx) -> None:  # REAL affinity keeps text it cannot convert
+            tx.execute_script(f"UPDATE tasks SET finish_due = 'soon' WHERE id = {bad.id}")
+
+        await rig.rb.store.run(corrupt_due)
+        rig.clock.advance(11)
+        with pytest.raises(TaskDataError, match=f"task row {bad.id} cannot be decoded"):
+            await rig.tick()
+        assert (await good.refresh()).nudges == 0  # the whole tick rolled back, nothing skipped
+        with pytest.raises(TaskDataError):
+            await rig.tasks.list()
+    finally:
+        rig.close()
+
+
+async def test_migration_0008_is_idempotent(store_url: str) -> None:
+    from importlib import resources
+
+    from relaybox.store import Tx
+
+    rig = TaskRig(store_url)
+    try:
+        await rig.tasks.start(CONV, "Survives a second run of the migration")
+        dialect = rig.rb.store.dialect
+        script = (
+            resources.files("relaybox.store")
+            .joinpath(f"migrations/{dialect}/0008_tasks.sql")
+            .read_text(encoding="utf-8")
+        )
+
+        def again(tx: Tx) -> None:
+            tx.execute_script(script)
+            tx.execute_script(script)
+
+        await rig.rb.store.run(again)
+        assert len(await rig.tasks.list()) == 1
+        report = await rig.tick()
+        assert report.leader  # the one supervisor row is still there, and usable
+    finally:
+        rig.close()
