@@ -90,7 +90,7 @@ class RelayboxAgents:
     ) -> FunctionTool:
         """An existing ``FunctionTool`` whose invocations run as steps."""
         original = tool.on_invoke_tool
-        runner = self.rb._steps
+        rb = self.rb
         chosen = policy or StepPolicy()
 
         async def invoke(context: ToolContext[Any], arguments: str) -> Any:
@@ -110,13 +110,14 @@ class RelayboxAgents:
                 except NotJSON:
                     return str(result)  # the SDK sends the model str(result) anyway
 
-            result = await runner.run(
+            result = await rb.step(
                 call.step_id,
                 Intent(tool.name, _arguments(arguments)),
                 body,
                 resource_id=call.resource_id,
                 correlation_id=call.correlation_id,
-                policy=chosen,
+                retry_safe=chosen.retry_safe,
+                timeout=chosen.timeout,
             )
             return result.value
 
@@ -172,14 +173,15 @@ class JournaledModel(Model):
         async def body(step: StepContext) -> Any:
             return _RESPONSE.dump_python(await ask(), mode="json")
 
-        result = await self.rb._steps.run(
+        result = await self.rb.step(
             run.model_step_id(number),
             Intent("model_request", {"request": number}, model=self.name),
             body,
             resource_id=run.resource_id,
             correlation_id=run.correlation_id,
             # A request cut off by a crash is asked again; an error is "no answer yet".
-            policy=StepPolicy(retry_safe=True, retryable=(Exception,)),
+            retry_safe=True,
+            retryable=(Exception,),
         )
         response = _RESPONSE.validate_python(result.value)
         calls = [i.call_id for i in response.output if isinstance(i, ResponseFunctionToolCall)]

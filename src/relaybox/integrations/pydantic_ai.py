@@ -119,6 +119,10 @@ class RelayboxDurability(BaseDurabilityCapability[Any]):
     def get_durable_operation_backend(self) -> DurableOperationBackend[Any]:
         return _StepBackend(self)
 
+    def tool_config(self, tool: object | None, tool_name: str) -> Any | Literal[False]:
+        """A tool's ``metadata={"relaybox": ...}`` (False: no step), as pydantic-ai resolves it."""
+        return self._build_resolve_tool_config(None)(tool, tool_name)  # type: ignore[arg-type]
+
     def policy_for(self, config: object) -> StepPolicy:
         """The tool step policy: the capability's defaults, overridden by tool metadata."""
         if config is None or config is True:
@@ -148,8 +152,7 @@ class _StepBackend(DurableOperationBackend[Any]):
     def config_for_tool(
         self, operation: DurableOperation[Any, Any, Any], *, tool: object | None, tool_name: str
     ) -> Any | Literal[False]:
-        resolve = self._capability._build_resolve_tool_config(None)
-        return resolve(tool, tool_name)  # type: ignore[arg-type]
+        return self._capability.tool_config(tool, tool_name)
 
     def registrations(self) -> tuple[()]:
         return ()
@@ -201,14 +204,14 @@ class _StepOperation(BoundDurableOperation[Any, Any, Any]):
 
         # Retry-safe: a request cut off by a crash is asked again. Any error is "no answer
         # yet", never an outcome: the next run asks the model again.
-        policy = StepPolicy(retry_safe=True, retryable=(Exception,))
-        result = await self._capability.rb._steps.run(
+        result = await self._capability.rb.step(
             run.model_step_id(number),
             intent,
             body,
             resource_id=run.resource_id,
             correlation_id=run.correlation_id,
-            policy=policy,
+            retry_safe=True,
+            retryable=(Exception,),
         )
         record_durable_unit(executed=not result.replayed)
         response = codec.load(result.value)
@@ -229,9 +232,6 @@ class _StepOperation(BoundDurableOperation[Any, Any, Any]):
             with tool_call(call):
                 return await self._operation.handler(params)
         policy = self._capability.policy_for(config)
-        policy = StepPolicy(
-            retry_safe=policy.retry_safe, timeout=policy.timeout, not_outcomes=(_NotAnOutcome,)
-        )
 
         async def body(step: StepContext) -> object:
             with durable_unit_scope():
@@ -241,13 +241,15 @@ class _StepOperation(BoundDurableOperation[Any, Any, Any]):
             return payload
 
         try:
-            result = await self._capability.rb._steps.run(
+            result = await self._capability.rb.step(
                 call.step_id,
                 Intent(params.name, _model_args(ctx, params.tool_args)),
                 body,
                 resource_id=call.resource_id,
                 correlation_id=call.correlation_id,
-                policy=policy,
+                retry_safe=policy.retry_safe,
+                timeout=policy.timeout,
+                not_outcomes=(_NotAnOutcome,),
             )
         except _NotAnOutcome as signal:
             record_durable_unit(executed=True)
@@ -306,7 +308,10 @@ def _model_args(ctx: RunContext[Any], validated: dict[str, Any]) -> Any:
         if isinstance(message, ModelResponse):
             for part in message.parts:
                 if isinstance(part, ToolCallPart) and part.tool_call_id == ctx.tool_call_id:
-                    return part.args_as_dict()
+                    try:
+                        return part.args_as_dict()
+                    except ValueError:  # not a JSON object: the validated arguments say it
+                        return validated
     return validated
 
 
