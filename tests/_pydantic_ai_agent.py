@@ -1,12 +1,13 @@
 """A pydantic-ai agent process for tests/test_integration_pydantic_ai.py's crash test.
 
 Usage: python _pydantic_ai_agent.py STORE_URL WORKDIR KILL_AT
-Answers one inbound message ("charge me 12 EUR") with a FunctionModel agent whose tool charges
-a fake card. The card (WORKDIR/card) is a ledger that dedupes by idempotency key, as a real
-payment API does; WORKDIR/attempts counts how often the tool body ran, WORKDIR/model_calls how
-often the model was asked. With KILL_AT=in_tool the process writes WORKDIR/reached after the
-charge and hangs inside the tool; with KILL_AT=next_model it hangs in the second model request
-(the charge's outcome is stored). The test SIGKILLs it there and runs it again with KILL_AT="".
+Answers one inbound message ("charge me 12 EUR") in its turn (rb.turn, redelivered until
+taken) with a FunctionModel agent whose tool charges a fake card. The card (WORKDIR/card) is
+a ledger that dedupes by idempotency key, as a real payment API does; WORKDIR/attempts counts
+how often the tool body ran, WORKDIR/model_calls how often the model was asked. With
+KILL_AT=in_tool the process writes WORKDIR/reached after the charge and hangs inside the tool;
+with KILL_AT=next_model it hangs in the second model request (the charge's outcome is
+stored). The test SIGKILLs it there and runs it again with KILL_AT="".
 """
 
 from __future__ import annotations
@@ -75,31 +76,41 @@ async def main() -> None:
     config = parse_config(
         {
             "steps": {"lease_seconds": 0.5, "poll_interval_seconds": 0.02},
+            "turns": {"lease_seconds": 0.5, "retry_delay_seconds": 0.01},
             "channels": {"mem": {"transport": "memory"}},
         }
     )
     rb = relaybox.open(URL, config=config)
     durability = RelayboxDurability(rb, retry_safe=True)  # the card dedupes by key
     agent = Agent(FunctionModel(model), name="cashier", tools=[charge], capabilities=[durability])
-    got = await rb.record_inbound(
-        channel="mem",
-        external_id="msg-1",
-        thread_id="chat-1",
-        resource_id="alice",
-        text="charge me 12 EUR",
-    )
-    message = got.inbound
-    if message.replies:  # answered before: nothing to do
-        print(json.dumps({"answered_before": True}), flush=True)
-        return
-    with relaybox.agent_run(
-        message.correlation_id,
-        resource_id=message.resource_id,
-        correlation_id=message.correlation_id,
-    ):
-        result = await agent.run(message.text or "")
-    reply = await rb.reply(message.id, [result.output, "Anything else?"])
-    print(json.dumps({"output": result.output, "delivery": reply.delivery.id}), flush=True)
+    while True:  # the platform redelivers until the bot takes the message
+        async with rb.turn(
+            channel="mem",
+            external_id="msg-1",
+            thread_id="chat-1",
+            resource_id="alice",
+            text="charge me 12 EUR",
+        ) as turn:
+            if turn.outcome == "in_progress":  # the killed attempt's lease has not lapsed
+                await asyncio.sleep(0.05)
+                continue
+            if not turn.should_run:
+                print(json.dumps({"outcome": str(turn.outcome)}), flush=True)
+                break
+            with relaybox.agent_run(turn):
+                result = await agent.run(turn.inbound.text or "")
+            reply = await turn.reply([result.output, "Anything else?"])
+            print(
+                json.dumps(
+                    {
+                        "outcome": str(turn.outcome),
+                        "output": result.output,
+                        "delivery": reply.delivery.id,
+                    }
+                ),
+                flush=True,
+            )
+            break
     rb.close()
 
 

@@ -305,6 +305,7 @@ async def test_sigkill_after_the_card_was_charged_then_rerun_charges_once_replie
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
     assert json.loads(out)["output"] == "Paid 12.00 EUR."
+    assert json.loads(out)["outcome"] == "retry"  # the killed attempt's turn, run again
 
     card = (tmp_path / "card").read_text().splitlines()
     assert len(card) == 1  # charged once
@@ -324,5 +325,9 @@ async def test_sigkill_after_the_card_was_charged_then_rerun_charges_once_replie
         assert len(deliveries) == 1  # one reply
         reply = await rb.delivery(deliveries[0].id)
         assert [p.body for p in reply.parts] == ["Paid 12.00 EUR.", "Anything else?"]
+        third = _spawn(store_url, tmp_path, "")  # the platform delivers it once more
+        out, err = third.communicate(timeout=120)
+        assert json.loads(out) == {"outcome": "done"}, err
+        assert len(await rb.deliveries(thread_id="chat-1")) == 1
     finally:
         rb.close()
