@@ -68,7 +68,8 @@ class TransportKind:
     ``thread_parts_per_second``, ``group_parts_per_minute``, ``max_part_chars``,
     ``send_timeout_seconds``, ...), i.e. the platform's documented limits; a channel table
     overrides any of them. ``is_group``: tells a group chat from a one-to-one chat by its
-    recipient, for ``group_parts_per_minute``.
+    recipient, for ``group_parts_per_minute``. ``cost``: how many units of
+    ``parts_per_second`` one part's text uses (SMS segments); one per part if unset.
     """
 
     name: str
@@ -76,6 +77,7 @@ class TransportKind:
     options: type[Any] = NoOptions
     preset: Mapping[str, Any] = field(default_factory=dict)
     is_group: Callable[[str], bool] | None = None
+    cost: Callable[[str], float] | None = None
     summary: str = ""
 
 

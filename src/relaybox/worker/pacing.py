@@ -25,10 +25,13 @@ class Pacer:
 
         self._channels = channels
         self._is_group: dict[str, Callable[[str], bool]] = {}
+        self._cost: dict[str, Callable[[str], float]] = {}
         for name, config in channels.items():
-            is_group = get_kind(config.transport).is_group
-            if config.group_parts_per_minute and is_group is not None:
-                self._is_group[name] = is_group
+            kind = get_kind(config.transport)
+            if config.group_parts_per_minute and kind.is_group is not None:
+                self._is_group[name] = kind.is_group
+            if kind.cost is not None:
+                self._cost[name] = kind.cost
         self._next_channel_slot: dict[str, float] = {}
         self._next_thread_slot: dict[tuple[str, str], float] = {}
         self._paused_until: dict[str, float] = {}
@@ -41,14 +44,17 @@ class Pacer:
     def paused_for(self, channel: str) -> float:
         return max(0.0, self._paused_until.get(channel, 0.0) - time.monotonic())
 
-    async def wait_turn(self, channel: str, thread_id: str, recipient: str = "") -> None:
+    async def wait_turn(
+        self, channel: str, thread_id: str, recipient: str = "", text: str = ""
+    ) -> None:
         """Sleep until this channel and thread may send their next part, and book that slot."""
         config = self._channels.get(channel)
         now = time.monotonic()
         slot = max(now, self._paused_until.get(channel, 0.0))
         if config is not None and config.parts_per_second:
             slot = max(slot, self._next_channel_slot.get(channel, 0.0))
-            self._next_channel_slot[channel] = slot + 1.0 / config.parts_per_second
+            cost = self._cost[channel](text) if channel in self._cost else 1.0
+            self._next_channel_slot[channel] = slot + cost / config.parts_per_second
         thread_interval = 0.0
         if config is not None and config.thread_parts_per_second:
             thread_interval = 1.0 / config.thread_parts_per_second

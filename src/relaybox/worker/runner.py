@@ -140,7 +140,9 @@ class DeliveryRunner:
                 Status.EXPIRED, part, "expired: older than the channel's max age", "expired"
             )
             return False
-        await self.ctx.pacer.wait_turn(self.channel.name, self.d.thread_id, self.d.recipient)
+        await self.ctx.pacer.wait_turn(
+            self.channel.name, self.d.thread_id, self.d.recipient, part.body
+        )
         if not self.transport.dedups_by_guid:
             marked = await self.ctx.store.run(tr.mark_send_started(self.lease, part.index))
             if not marked:
