@@ -23,7 +23,7 @@ def console_server(
     """Serve the console for ``store`` on 127.0.0.1:<free port>; yield its base URL."""
     auth = settings or AuthSettings.from_config(ConsoleConfig(), environ={})
     app = create_app(store, default_config(), auth, poll_seconds=poll_seconds)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
