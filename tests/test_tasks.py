@@ -520,3 +520,54 @@ async def test_migration_0008_is_idempotent(store_url: str) -> None:
         assert report.leader  # the one supervisor row is still there, and usable
     finally:
         rig.close()
+
+
+async def test_a_result_receipt_is_never_stranded_in_sending_after_an_error(
+    rig: TaskRig,
+) -> None:
+    from relaybox.models import Status
+
+    failures = {"n": 0}
+
+    def flaky(part):
+        if part.text == "the result" and failures["n"] == 0:
+            failures["n"] += 1
+            return ConnectionResetError("connection reset mid-send")
+        return None
+
+    rig.transport.script = flaky
+    handle = await rig.tasks.start(CONV, "Receipt")
+    task = await handle.complete(["the result"])
+    await rig.deliver()  # returns only once nothing is queued or sending
+    assert task.result_delivery_id is not None
+    receipt = await rig.rb.delivery(task.result_delivery_id)
+    assert receipt.status == Status.DELIVERED and receipt.attempts == 2
+    await rig.tick()
+    assert (await handle.refresh()).state == TaskState.DONE
+    assert [a.outcome for a in await rig.rb.attempts(receipt.id)][-1] == "surfaced"
+
+
+async def test_an_ack_and_its_receipt_settle_in_one_transaction(
+    rig: TaskRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relaybox.tasks import transitions
+
+    handle = await rig.tasks.start(CONV, "Ack atomically")
+    await handle.ack("on it")
+    await rig.deliver()
+    real = transitions._Change.commit
+
+    def failing(self):
+        if any(kind == EventKind.ACKED for kind, _ in self.events):
+            self.tx.execute("insert_task_event", {"task_id": -1})  # the journal write fails
+        return real(self)
+
+    monkeypatch.setattr(transitions._Change, "commit", failing)
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+        await rig.tick()
+    task = await handle.refresh()
+    assert task.acked_at is None and "acked" not in await kinds(rig, handle.id)
+    monkeypatch.setattr(transitions._Change, "commit", real)
+    await rig.tick()
+    task = await handle.refresh()
+    assert task.acked_at is not None and (await kinds(rig, handle.id))[-1] == "acked"

@@ -133,7 +133,14 @@ async def test_contract_defaults_reload_and_an_invalid_file_is_refused(
     assert settings.reload_if_changed()
     assert settings.current.defaults.ack_within_seconds == 2
     assert not settings.reload_if_changed()  # nothing moved
-    for bad in ("ack_within_seconds = 0", "ack_within_seconds = -1", "ack_wthin_seconds = 3"):
+    bad_lines = (
+        "ack_within_seconds = 0",
+        "ack_within_seconds = -1",
+        "ack_wthin_seconds = 3",
+        "tick_seconds = 0",
+        "finish_within_seconds = 1e12",
+    )
+    for bad in bad_lines:
         caplog.clear()
         path.write_text(f"[channels.mem]\ntransport = 'memory'\n[tasks]\n{bad}\n")
         with caplog.at_level(logging.INFO, logger="relaybox.tasks"):

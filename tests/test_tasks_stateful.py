@@ -39,6 +39,7 @@ ALLOWED = {
 }  # fmt: skip
 CONFIG = task_config()
 CLOCK = [time.time()]  # shared by every example: time only moves forward
+SEEN: dict[str, int] = {"tasks": 0, "changes": 0, "terminal": 0}  # the run was not vacuous
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -76,6 +77,7 @@ def make_machine(store: Store) -> type[RuleBasedStateMachine]:
             assert isinstance(task, Task)
             self.ids.append(task.id)
             self.last[task.id] = task
+            SEEN["tasks"] += 1
 
         def pick(self, data: st.DataObject) -> int | None:
             index = data.draw(st.integers(0, 1_000))  # the same draw whatever the store holds
@@ -129,6 +131,8 @@ def make_machine(store: Store) -> type[RuleBasedStateMachine]:
                 before = self.last[task_id]
                 task = store.read_sync(task_inspect.get_task(task_id))
                 assert task.state in ALLOWED[before.state], (before.state, task.state)
+                SEEN["changes"] += task.state != before.state
+                SEEN["terminal"] += task.state.terminal and not before.state.terminal
                 if before.state.terminal:
                     assert task.finished_at == before.finished_at
                 page = store.read_sync(task_inspect.events(task_id, limit=10_000))
@@ -178,3 +182,4 @@ def test_random_event_sequences_never_move_a_task_backwards(store: Store) -> Non
         make_machine(store),
         settings=settings(max_examples=30, stateful_step_count=25, deadline=None),
     )
+    assert SEEN["tasks"] > 0 and SEEN["changes"] > 0 and SEEN["terminal"] > 0, SEEN

@@ -16,6 +16,8 @@ from relaybox.outbox.enqueue import build_request
 from relaybox.tasks import TaskState, inspect, transitions
 from relaybox.tasks.models import Task
 
+MAX_ID = 2**63 - 1  # the largest id either store can hold
+
 tasks_app = typer.Typer(
     help="Agent task contracts: list, show, journal, cancel.", no_args_is_help=True
 )
@@ -81,7 +83,9 @@ def list_command(
 @tasks_app.command("show")
 def show_command(
     ctx: typer.Context,
-    task_id: Annotated[int, typer.Argument(help="Task id (see `relaybox tasks list`).")],
+    task_id: Annotated[
+        int, typer.Argument(min=1, max=MAX_ID, help="Task id (see `relaybox tasks list`).")
+    ],
     as_json: JsonOption = False,
 ) -> None:
     """One task: its contract, deadlines, messages and outcome."""
@@ -118,8 +122,10 @@ def show_command(
 @tasks_app.command("events")
 def events_command(
     ctx: typer.Context,
-    task_id: Annotated[int, typer.Argument(help="Task id.")],
-    after: Annotated[int, typer.Option(min=0, help="Start after this sequence number.")] = 0,
+    task_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="Task id.")],
+    after: Annotated[
+        int, typer.Option(min=0, max=MAX_ID, help="Start after this sequence number.")
+    ] = 0,
     limit: Annotated[
         int, typer.Option(min=1, max=10_000, help="Events per page (see --all).")
     ] = 100,
@@ -161,7 +167,7 @@ def _compact(payload: dict[str, object]) -> str:
 @tasks_app.command("cancel")
 def cancel_command(
     ctx: typer.Context,
-    task_id: Annotated[int, typer.Argument(help="Task id.")],
+    task_id: Annotated[int, typer.Argument(min=1, max=MAX_ID, help="Task id.")],
     reason: Annotated[str, typer.Option("--reason", help="Told to the user as is, and stored.")],
     as_json: JsonOption = False,
 ) -> None:
