@@ -65,6 +65,10 @@ COMMANDS: dict[str, list[str] | None] = {
     "memory resources": ["memory", "resources", "--json"],
     "memory show": ["memory", "show", "--resource", "+15550100", "--json"],
     "memory forget": ["memory", "forget", "--resource", "+15550100", "--yes", "--json"],
+    "turns list": ["turns", "list", "--json"],
+    "turns show": ["turns", "show", "{turn}", "--json"],
+    "turns retry": ["turns", "retry", "{turn}", "--json"],
+    "resume": ["resume", "--handler", "tests._turn_handlers:answer_hello", "--json"],
 }  # fmt: skip
 
 
@@ -138,17 +142,32 @@ def _seed(url: str, config: Path) -> dict[str, Any]:
             )
             step = await _stalled_step(rb)
             await rb.memory(relaybox.Scope("+15550100", "chat-9")).notes.add("likes trains")
+            turn = await _failed_turn(rb)
             return {
                 **{name: d.id for name, d in made.items()},
                 "correlation": made["delivered"].correlation_id,
                 "failure": failure,
                 "inbound": inbound.inbound.id,
                 "step": step,
+                "turn": turn,
             }
         finally:
             rb.close()
 
     return asyncio.run(seed())
+
+
+async def _failed_turn(rb: relaybox.Relaybox) -> int:
+    """A turn whose every attempt raised: failed, for `turns retry` and then `resume`."""
+    turn_id = 0
+    for _ in range(rb.config.turns.max_attempts):
+        with pytest.raises(RuntimeError):
+            async with rb.turn(
+                channel="mem", external_id="SM-T", thread_id="chat-8", resource_id="+15550100"
+            ) as turn:
+                turn_id = turn.id
+                raise RuntimeError("model down")
+    return turn_id
 
 
 async def _stalled_step(rb: relaybox.Relaybox) -> int:

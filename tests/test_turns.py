@@ -89,6 +89,21 @@ async def test_a_turn_replies_with_its_history_and_a_redelivery_is_done(
     assert (await rb.inbound(first.inbound.id)).status == "reply_enqueued"
     assert await history(rb) == [("user", "hi"), ("assistant", {"text": "hello"})]
     assert len(await rb.deliveries()) == 1
+    trace = await rb.trace(first.correlation_id)
+    kinds = [e.kind for e in trace.events if e.kind.startswith("turn.")]
+    assert kinds == ["turn.started", "turn.answered", "turn.redelivery"]
+
+
+async def test_record_inbound_says_whether_a_duplicate_is_still_unanswered(
+    rb: relaybox.Relaybox,
+) -> None:
+    fields = {"channel": "mem", "external_id": "m9", "thread_id": "chat-1", "resource_id": "a"}
+    first = await rb.record_inbound(**fields)
+    crashed = await rb.record_inbound(**fields)  # the first attempt died before replying
+    assert crashed.duplicate and crashed.unanswered
+    await rb.reply(first.inbound.id, ["hello"])
+    answered = await rb.record_inbound(**fields)
+    assert answered.duplicate and not answered.unanswered
 
 
 async def test_concurrent_deliveries_run_the_agent_once_and_never_wait(

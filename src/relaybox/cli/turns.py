@@ -122,10 +122,14 @@ def retry_command(
     ctx: typer.Context,
     turn: Annotated[int, typer.Argument(help="A failed turn's id.")],
     attempts: Annotated[int, typer.Option(min=1, max=100, help="More attempts to allow.")] = 1,
+    as_json: JsonOption = False,
 ) -> None:
     """Give a failed turn more attempts: it becomes pending and the next resume runs it."""
     with opened(ctx) as (store, _config):
         record = store.run_sync(transitions.retry_failed(turn, attempts, "operator"))
+    if as_json:
+        print_json(record.to_json())
+        return
     out.print(
         f"turn {record.id} is pending again ({record.attempts}/{record.max_attempts} attempts)",
         markup=False,

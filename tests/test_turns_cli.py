@@ -1,0 +1,142 @@
+"""`relaybox worker --turn-handler`, `relaybox resume` and `relaybox turns ...` as real
+processes: a worker answers a turn a dead process left behind; bad input is one error line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import relaybox
+from relaybox import Scope
+from relaybox.turns import inspect as turns_inspect
+from relaybox.turns.records import TurnStatus
+
+REPO = Path(__file__).resolve().parent.parent
+HANDLER = "tests._turn_handlers:answer_hello"
+CONFIG = """
+[turns]
+lease_seconds = 0.4
+resume_after_seconds = 0.05
+resume_interval_seconds = 0.1
+[channels.mem]
+transport = "memory"
+"""
+
+
+def cli(config: Path, db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "relaybox", "--db", db, "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,  # so that tests._turn_handlers is importable
+        env={**os.environ, "COLUMNS": "200", "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "relaybox.toml"
+    path.write_text(CONFIG, encoding="utf-8")
+    return path
+
+
+async def abandoned_turn(rb: relaybox.Relaybox) -> int:
+    """A turn whose process died mid-way: claimed, history written, lease never renewed."""
+    scope = rb.turn(channel="mem", external_id="SM1", thread_id="chat-1", resource_id="ada")
+    turn = await scope.__aenter__()
+    await turn.history.append("user", "(no text)")
+    assert scope._keeper is not None
+    scope._keeper.cancel()
+    return turn.id
+
+
+async def test_a_worker_with_a_turn_handler_answers_a_turn_a_dead_process_left(
+    store_url: str, config: Path
+) -> None:
+    rb = relaybox.open(store_url, config=str(config))
+    try:
+        turn_id = await abandoned_turn(rb)
+        worker = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "relaybox", "--db", store_url, "--config", str(config)),
+                *("worker", "--turn-handler", HANDLER),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:  # wait for the outcome (bounded), not for time to pass
+                record = await rb.store.read(turns_inspect.get_turn(turn_id))
+                listed = await rb.deliveries()
+                if record.status is TurnStatus.ANSWERED and [str(d.status) for d in listed] == [
+                    "delivered"
+                ]:
+                    break
+                assert time.monotonic() < deadline, (record, listed)
+                await asyncio.sleep(0.05)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            out, err = worker.communicate(timeout=30)
+        assert worker.returncode == 0, err
+        assert f"resuming turns with {HANDLER}" in out
+        assert record.attempts == 2
+        entries = await rb.memory(Scope("ada", "chat-1")).history.recent(10)
+        assert [(m.role, m.content, m.attempt) for m in entries] == [
+            ("user", "(no text)", 2),
+            ("assistant", "hello", 2),
+        ]
+    finally:
+        rb.close()
+
+
+def test_turn_commands_show_the_journal_and_refuse_bad_input(sqlite_url: str, config: Path) -> None:
+    async def seed() -> int:
+        rb = relaybox.open(sqlite_url, config=str(config))
+        try:
+            return await abandoned_turn(rb)
+        finally:
+            rb.close()
+
+    turn_id = asyncio.run(seed())
+    listed = cli(config, sqlite_url, "turns", "list")
+    assert listed.returncode == 0 and "running" in listed.stdout, listed.stderr
+    # One pass of resume by hand, for exactly this turn, once the dead attempt's lease lapsed.
+    deadline = time.monotonic() + 10
+    while "lease lapsed" not in cli(config, sqlite_url, "turns", "list").stdout:
+        assert time.monotonic() < deadline
+    resumed = cli(config, sqlite_url, "resume", "--handler", HANDLER, "--turn", str(turn_id))
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == f"turn {turn_id}: retry -> answered"
+    shown = json.loads(cli(config, sqlite_url, "turns", "show", str(turn_id), "--json").stdout)
+    assert [e["event"] for e in shown["events"]] == ["started", "retried", "answered"]
+    again = cli(config, sqlite_url, "resume", "--handler", HANDLER)
+    assert again.stdout.strip() == "nothing to resume"
+    for args, message in [
+        (["turns", "retry", str(turn_id)], f"turn {turn_id} is answered, not failed"),
+        (["turns", "show", "999"], "turn 999 does not exist"),
+        (["turns", "list", "--status", "sleeping"], "unknown status 'sleeping'"),
+        (["resume"], "no turn handler"),
+        (["resume", "--handler", "nocolon"], "must look like 'package.module:function'"),
+        (["resume", "--handler", "no_such_module_x:f"], "cannot import 'no_such_module_x'"),
+        (["resume", "--handler", "tests._turn_handlers:nope"], "has no 'nope'"),
+        (["resume", "--handler", "tests._turn_handlers:not_async"], "must be an async function"),
+        (["resume", "--handler", HANDLER, "--turn", "999"], "turn 999 does not exist"),
+        (["worker", "--turn-handler", "nocolon"], "must look like 'package.module:function'"),
+    ]:
+        result = cli(config, sqlite_url, *args)
+        assert result.returncode == 1, (args, result.stdout, result.stderr)
+        assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
