@@ -118,7 +118,10 @@ async def test_task_events_appear_in_trace_under_the_correlation_id(
         "task.started", "task.ack_sent", "task.result_sent",
     ]  # fmt: skip
     assert sum(k.startswith("delivery") for k in kinds) == 2  # the ack and the result
-    del handle
+    code, out = cli(store_url, config_file, "trace", f"task:{handle.id}", "--json")
+    assert code == 0 and json.loads(out)["correlation_id"] == "corr-9"
+    code, out = cli(store_url, config_file, "trace", "task:424242")
+    assert code == 1 and "task 424242 does not exist" in out
 
 
 async def test_health_reports_late_and_timed_out_tasks(store_url: str, config_file: Path) -> None:

@@ -91,8 +91,8 @@ def merge(batches: list[tuple[TimelineSource, list[TraceEvent]]]) -> tuple[Trace
 def trace(ref: str) -> Unit[Trace]:
     """Unit (read): the timeline of an inbound id, a delivery id or a correlation id.
 
-    ``ref`` may be ``inbound:<id>``, ``delivery:<id>``, a correlation id, or a bare number
-    when only one inbound message or delivery has that id.
+    ``ref`` may be ``inbound:<id>``, ``delivery:<id>``, ``task:<id>``, a correlation id, or a
+    bare number when only one inbound message or delivery has that id.
     """
 
     def unit(tx: Tx) -> Trace:
@@ -107,7 +107,7 @@ def resolve(tx: Tx, ref: str) -> tuple[str, str]:
     """The correlation id ``ref`` stands for, and a label for it."""
     text = ref.strip()
     kind, _, number = text.partition(":")
-    if kind in ("inbound", "delivery") and number.strip().isdigit():
+    if kind in ("inbound", "delivery", "task") and number.strip().isdigit():
         return _correlation_of(tx, kind, int(number)), f"{kind} {int(number)}"
     if text and tx.fetch_one("trace_correlation_known", {"correlation_id": text}):
         return text, f"correlation {text}"
@@ -135,7 +135,7 @@ def resolve(tx: Tx, ref: str) -> tuple[str, str]:
 def _correlation_of(tx: Tx, kind: str, number: int) -> str:
     row = tx.fetch_one(f"trace_correlation_of_{kind}", {"id": number})
     if row is None:
-        what = "inbound message" if kind == "inbound" else "delivery"
+        what = {"inbound": "inbound message", "task": "task"}.get(kind, "delivery")
         raise NotFound(f"{what} {number} does not exist")
     return str(row["correlation_id"])
 

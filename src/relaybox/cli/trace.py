@@ -21,8 +21,8 @@ def trace_command(
     ref: Annotated[
         str,
         typer.Argument(
-            help="inbound:<id>, delivery:<id>, a correlation id, or a bare id when only one"
-            " inbound message or delivery has it."
+            help="inbound:<id>, delivery:<id>, task:<id>, a correlation id, or a bare id when"
+            " only one inbound message or delivery has it."
         ),
     ],
     as_json: JsonOption = False,

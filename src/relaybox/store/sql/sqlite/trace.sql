@@ -6,6 +6,9 @@ SELECT correlation_id FROM deliveries WHERE id = :id;
 -- name: trace_correlation_of_inbound
 SELECT correlation_id FROM inbound_messages WHERE id = :id;
 
+-- name: trace_correlation_of_task
+SELECT correlation_id FROM tasks WHERE id = :id;
+
 -- name: trace_correlation_known
 SELECT 1 AS found WHERE
     EXISTS (SELECT 1 FROM inbound_messages WHERE correlation_id = :correlation_id)
