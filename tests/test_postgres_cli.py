@@ -27,6 +27,7 @@ from relaybox.outbox import transitions as tr
 from relaybox.steps import Intent, StepNeedsReconciliation
 from relaybox.steps import transitions as steps_tr
 from relaybox.steps.transitions import StepRequest
+from relaybox.tasks import Conversation
 
 runner = CliRunner()
 
@@ -65,6 +66,10 @@ COMMANDS: dict[str, list[str] | None] = {
     "memory resources": ["memory", "resources", "--json"],
     "memory show": ["memory", "show", "--resource", "+15550100", "--json"],
     "memory forget": ["memory", "forget", "--resource", "+15550100", "--yes", "--json"],
+    "tasks list": ["tasks", "list", "--late", "--json"],
+    "tasks show": ["tasks", "show", "{task}", "--json"],
+    "tasks events": ["tasks", "events", "{task}", "--all", "--json"],
+    "tasks cancel": ["tasks", "cancel", "{task}", "--reason", "checked", "--json"],
     "turns list": ["turns", "list", "--json"],
     "turns show": ["turns", "show", "{turn}", "--json"],
     "turns retry": ["turns", "retry", "{turn}", "--json"],
@@ -143,6 +148,8 @@ def _seed(url: str, config: Path) -> dict[str, Any]:
             step = await _stalled_step(rb)
             await rb.memory(relaybox.Scope("+15550100", "chat-9")).notes.add("likes trains")
             turn = await _failed_turn(rb)
+            task = await rb.tasks.start(Conversation("mem", "chat-task", "a"), "seeded task")
+            await task.progress(data={"n": 1})
             return {
                 **{name: d.id for name, d in made.items()},
                 "correlation": made["delivered"].correlation_id,
@@ -150,6 +157,7 @@ def _seed(url: str, config: Path) -> dict[str, Any]:
                 "inbound": inbound.inbound.id,
                 "step": step,
                 "turn": turn,
+                "task": task.id,
             }
         finally:
             rb.close()
