@@ -60,6 +60,7 @@ from relaybox.transports.webhook import parse_retry_after
 
 if TYPE_CHECKING:
     from relaybox.config import ChannelConfig
+    from relaybox.inbound.platforms.base import InboundEndpoint
 
 __all__ = ["TRANSPORT", "DiscordOptions", "DiscordTransport", "nonce_for"]
 
@@ -79,6 +80,8 @@ class DiscordOptions:
 
     token_env: str = "DISCORD_BOT_TOKEN"  # environment variable holding the bot token
     base_url: str = DEFAULT_BASE_URL
+    public_key: str | None = None  # the application's Ed25519 public key, hex (inbound)
+    interaction_ack: str = "On it."  # the ephemeral answer to a slash command (inbound)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -189,6 +192,16 @@ def _build(channel: ChannelConfig) -> DiscordTransport:
     )
 
 
+def _inbound(channel: ChannelConfig) -> InboundEndpoint:
+    from relaybox.errors import ConfigError
+    from relaybox.inbound.platforms.discord import DiscordEndpoint
+
+    options: DiscordOptions = channel.options
+    if options.public_key is None:
+        raise ConfigError(f"channel {channel.name!r} (inbound): set public_key")
+    return DiscordEndpoint(options.public_key, ack_text=options.interaction_ack)
+
+
 TRANSPORT = TransportKind(
     name="discord",
     build=_build,
@@ -199,5 +212,6 @@ TRANSPORT = TransportKind(
         "max_part_chars": 2000,
         "backoff_max_seconds": 60.0,
     },
+    inbound=_inbound,
     summary="Discord channel messages over HTTP (httpx); nonce + enforce_nonce dedup",
 )

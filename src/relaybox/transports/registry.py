@@ -38,6 +38,7 @@ from relaybox.transports.base import Transport
 
 if TYPE_CHECKING:
     from relaybox.config import ChannelConfig, Config
+    from relaybox.inbound.platforms.base import InboundEndpoint
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -70,6 +71,7 @@ class TransportKind:
     overrides any of them. ``is_group``: tells a group chat from a one-to-one chat by its
     recipient, for ``group_parts_per_minute``. ``cost``: how many units of
     ``parts_per_second`` one part's text uses (SMS segments); one per part if unset.
+    ``inbound``: builds the channel's inbound webhook endpoint (:mod:`relaybox.inbound.webhooks`).
     """
 
     name: str
@@ -78,6 +80,7 @@ class TransportKind:
     preset: Mapping[str, Any] = field(default_factory=dict)
     is_group: Callable[[str], bool] | None = None
     cost: Callable[[str], float] | None = None
+    inbound: Callable[[ChannelConfig], InboundEndpoint] | None = None
     summary: str = ""
 
 

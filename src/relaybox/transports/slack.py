@@ -57,6 +57,7 @@ from relaybox.transports.webhook import parse_retry_after
 
 if TYPE_CHECKING:
     from relaybox.config import ChannelConfig
+    from relaybox.inbound.platforms.base import InboundEndpoint
 
 __all__ = ["METADATA_EVENT_TYPE", "TRANSPORT", "SlackOptions", "SlackTransport"]
 
@@ -77,6 +78,7 @@ class SlackOptions:
     token_env: str = "SLACK_BOT_TOKEN"  # environment variable holding the xoxb- token
     base_url: str = DEFAULT_BASE_URL
     reconcile_history_limit: int = 200  # latest messages read back to reconcile a lost answer
+    signing_secret_env: str = "SLACK_SIGNING_SECRET"  # the app's signing secret (inbound)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -213,10 +215,19 @@ def _build(channel: ChannelConfig) -> SlackTransport:
     )
 
 
+def _inbound(channel: ChannelConfig) -> InboundEndpoint:
+    from relaybox.inbound.platforms.slack import SlackEndpoint
+
+    options: SlackOptions = channel.options
+    where = f"channel {channel.name!r} (inbound)"
+    return SlackEndpoint(secret_from_env(options.signing_secret_env, where))
+
+
 TRANSPORT = TransportKind(
     name="slack",
     build=_build,
     options=SlackOptions,
     preset={"thread_parts_per_second": 1.0, "max_part_chars": 40_000},
+    inbound=_inbound,
     summary="Slack chat.postMessage (slack_sdk AsyncWebClient, no SDK retries); reconciles",
 )

@@ -52,6 +52,7 @@ from relaybox.transports.registry import TransportKind
 
 if TYPE_CHECKING:
     from relaybox.config import ChannelConfig
+    from relaybox.inbound.platforms.base import InboundEndpoint
 
 __all__ = ["TRANSPORT", "TelegramOptions", "TelegramTransport"]
 
@@ -67,6 +68,7 @@ class TelegramOptions:
     base_url: str = DEFAULT_BASE_URL  # a local Bot API server, or a fake in tests
     parse_mode: str | None = None  # "MarkdownV2" / "HTML"; None sends plain text
     disable_notification: bool = False
+    webhook_secret_env: str = "TELEGRAM_WEBHOOK_SECRET"  # setWebhook's secret_token (inbound)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -195,6 +197,14 @@ def _build(channel: ChannelConfig) -> TelegramTransport:
     )
 
 
+def _inbound(channel: ChannelConfig) -> InboundEndpoint:
+    from relaybox.inbound.platforms.telegram import TelegramEndpoint
+
+    options: TelegramOptions = channel.options
+    where = f"channel {channel.name!r} (inbound)"
+    return TelegramEndpoint(secret_from_env(options.webhook_secret_env, where))
+
+
 def is_group(recipient: str) -> bool:
     """Groups and supergroups have negative chat ids; channels may be addressed as @name."""
     return recipient.startswith(("-", "@"))
@@ -211,5 +221,6 @@ TRANSPORT = TransportKind(
         "max_part_chars": 4096,
     },
     is_group=is_group,
+    inbound=_inbound,
     summary="Telegram Bot API sendMessage (python-telegram-bot); no dedup, no read-back",
 )

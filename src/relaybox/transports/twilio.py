@@ -56,6 +56,7 @@ from relaybox.transports.webhook import parse_retry_after
 
 if TYPE_CHECKING:
     from relaybox.config import ChannelConfig
+    from relaybox.inbound.platforms.base import InboundEndpoint
 
 __all__ = ["TRANSPORT", "TwilioOptions", "TwilioTransport", "segments"]
 
@@ -90,11 +91,12 @@ class TwilioOptions:
     auth_token_env: str = "TWILIO_AUTH_TOKEN"
     base_url: str = DEFAULT_BASE_URL
     status_callback: str | None = None  # Twilio posts delivery status here
+    webhook_url: str | None = None  # the public inbound URL set in Twilio (signature check)
 
     def __post_init__(self) -> None:
         if (self.from_number is None) == (self.messaging_service_sid is None):
             raise ValueError("from_number or messaging_service_sid must be set (one of them)")
-        for key in ("base_url", "status_callback"):
+        for key in ("base_url", "status_callback", "webhook_url"):
             value = getattr(self, key)
             if value is not None and not value.startswith(("http://", "https://")):
                 raise ValueError(f"{key} must be an http:// or https:// URL")
@@ -191,11 +193,21 @@ def _build(channel: ChannelConfig) -> TwilioTransport:
     )
 
 
+def _inbound(channel: ChannelConfig) -> InboundEndpoint:
+    from relaybox.inbound.platforms.twilio import TwilioEndpoint
+
+    options: TwilioOptions = channel.options
+    where = f"channel {channel.name!r} (inbound)"
+    token = secret_from_env(options.auth_token_env, where)
+    return TwilioEndpoint(token, webhook_url=options.webhook_url)
+
+
 TRANSPORT = TransportKind(
     name="twilio",
     build=_build,
     options=TwilioOptions,
     preset={"parts_per_second": 1.0, "max_part_chars": 1600},
     cost=segments,
+    inbound=_inbound,
     summary="Twilio SMS over HTTP (httpx); paced by segments; no dedup, no read-back",
 )

@@ -21,17 +21,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from relaybox.testing.contract import Scenario
-from relaybox.testing.fakes._asgi import (
+from relaybox.asgi import (
     BodyTooLarge,
     Receive,
     Request,
     Scope,
     Send,
-    ServedApp,
     read_request,
     send_response,
 )
+from relaybox.testing.contract import Scenario
+from relaybox.testing.fakes._asgi import ServedApp
 
 __all__ = ["FakePlatform", "Scripted", "Shown"]
 

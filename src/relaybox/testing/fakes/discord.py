@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 import time
 
+from relaybox.asgi import Request, Send, send_response
 from relaybox.testing.contract import Scenario
-from relaybox.testing.fakes._asgi import Request, Send, send_response
 from relaybox.testing.fakes.base import FakePlatform, Shown
 
 _ROUTE = re.compile(r"^/api/v10/channels/([^/]+)/messages$")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from relaybox.asgi import Request, Send, send_response
 from relaybox.testing.contract import Scenario
-from relaybox.testing.fakes._asgi import Request, Send, send_response
 from relaybox.testing.fakes.base import FakePlatform, Shown
 
 

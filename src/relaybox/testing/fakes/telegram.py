@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from relaybox.asgi import Request, Send, send_response
 from relaybox.testing.contract import Scenario
-from relaybox.testing.fakes._asgi import Request, Send, send_response
 from relaybox.testing.fakes.base import FakePlatform, Shown
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import re
 
+from relaybox.asgi import Request, Send, send_response
 from relaybox.testing.contract import Scenario
-from relaybox.testing.fakes._asgi import Request, Send, send_response
 from relaybox.testing.fakes.base import FakePlatform, Shown
 from relaybox.transports.twilio import segments
 
