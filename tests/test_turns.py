@@ -224,6 +224,7 @@ async def test_a_turn_blocked_on_a_step_continues_once_an_operator_resolves_it(
     assert (await rb.store.read(turns_inspect.get_turn(first.id))).status is TurnStatus.BLOCKED
     async with rb.resume_turn(first.id) as waiting:
         assert waiting.outcome is Outcome.BLOCKED
+    assert await rb.store.read(turns_inspect.resumable_turns(0)) == []  # not until resolved
     await rb.store.run(
         step_transitions.resolve(
             claimed.record.id,
@@ -232,6 +233,7 @@ async def test_a_turn_blocked_on_a_step_continues_once_an_operator_resolves_it(
             reason="seen in the PSP",
         )
     )
+    assert [t.id for t in await rb.store.read(turns_inspect.resumable_turns(0))] == [first.id]
     async with rb.resume_turn(first.id) as resumed:
         assert resumed.outcome is Outcome.RETRY
         await body(resumed)
