@@ -221,22 +221,44 @@ def postgres_pids() -> list[int]:
     return pids
 
 
+def backend_pids(client_pids: list[int]) -> list[int]:
+    """The PostgreSQL backends serving the given relaybox processes (by application_name).
+
+    Every relaybox connection is named ``relaybox-<role>-<pid>`` (store/postgres.py), so the
+    server processes working for one worker are found without counting other clients of a
+    shared server (other test suites, other benchmarks) into its CPU.
+    """
+    names = [f"%-{pid}" for pid in client_pids]
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE application_name LIKE 'relaybox-%%' AND application_name LIKE ANY(%s)",
+            (names,),
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
 class CpuMeter:
-    """CPU seconds spent by groups of processes between start() and stop()."""
+    """CPU seconds spent by groups of processes between start() and stop(), run by run.
+
+    Each group's pids are listed at start(); a process that exits meanwhile counts what it
+    had used when last seen (0 if it is gone: keep groups to processes that outlive a run).
+    """
 
     def __init__(self, groups: dict[str, Callable[[], list[int]]]) -> None:
         self.groups = groups
         self._start: dict[str, dict[int, float]] = {}
         self.used: dict[str, float] = {}
+        self.runs: list[dict[str, float]] = []
 
     def start(self) -> None:
         self._start = {g: {p: cpu_seconds(p) for p in f()} for g, f in self.groups.items()}
 
     def stop(self) -> dict[str, float]:
-        for group, pids in self.groups.items():
-            before = self._start.get(group, {})
-            total = 0.0
-            for pid in pids():
-                total += cpu_seconds(pid) - before.get(pid, 0.0)
-            self.used[group] = self.used.get(group, 0.0) + total
-        return self.used
+        """Add this run's CPU seconds per group; returns them."""
+        run: dict[str, float] = {}
+        for group, before in self._start.items():
+            run[group] = sum(max(0.0, cpu_seconds(pid) - t) for pid, t in before.items())
+            self.used[group] = self.used.get(group, 0.0) + run[group]
+        self.runs.append(run)
+        return run

@@ -47,7 +47,10 @@ def _run(script: str, args: list[str], timeout: float) -> dict[str, Any]:
 
 def _repeat(script: str, args: list[str], runs: int, timeout: float) -> dict[str, Any]:
     results = [_run(script, args, timeout) for _ in range(runs)]
+    cpu = [r["cpu_us_per_job"] for r in results if "cpu_us_per_job" in r]
     return {
+        "cpu_us_per_job": summary(cpu, 1) if cpu else None,
+        "cpu_us_per_job_by_group": [r.get("cpu_us_per_job_by_group") for r in results],
         "library": results[0]["library"],
         "version": results[0]["version"],
         "settings": results[0]["settings"],

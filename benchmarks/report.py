@@ -20,6 +20,31 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**missed**")
 
 
+def _cpu_runs(row: dict[str, Any]) -> str:
+    """CPU µs per part of each run, split into workers + PostgreSQL backends."""
+    cells = []
+    for run in row.get("cpu_us_per_part_by_group") or []:
+        if "postgres" in run:
+            total = run["workers"] + run["postgres"]
+            cells.append(f"{total:.0f} ({run['workers']:.0f} + {run['postgres']:.0f})")
+        else:
+            cells.append(f"{run['workers']:.0f}")
+    return ", ".join(cells) or "-"
+
+
+def _peer_cpu(config: dict[str, Any]) -> str:
+    runs = config.get("cpu_us_per_job_by_group") or []
+    samples = (config.get("cpu_us_per_job") or {}).get("samples") or []
+    cells = []
+    for index, total in enumerate(samples):
+        split = runs[index] if index < len(runs) else None
+        if split:
+            cells.append(f"{total:.0f} ({split['workers']:.0f} + {split['postgres']:.0f})")
+        else:
+            cells.append(f"{total:.0f}")
+    return ", ".join(cells) or "-"
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
@@ -54,19 +79,15 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "## 2. Throughput: delivered parts/s (no-op transport, 4-part replies)",
             "",
-            "| store | worker processes | parts/s | x raw commits/s | CPU ms/part "
-            "(workers / PostgreSQL) |",
+            "| store | worker processes | parts/s | x raw commits/s | CPU µs/part, each run "
+            "(workers + PostgreSQL backends) |",
             "| --- | --- | --- | --- | --- |",
         ]
         for row in tp:
-            cpu = row["cpu_ms_per_part"]
-            cpu_text = f"{cpu.get('workers', 0):.3f}"
-            if "postgres" in cpu:
-                cpu_text += f" / {cpu['postgres']:.3f}"
             lines.append(
                 f"| {row['store']} | {row['worker_processes']} | "
                 f"{_range(row['parts_per_second'])} | {row['ratio_to_raw_commits']:.2f}x "
-                f"({row['raw_reference']}) | {cpu_text} |"
+                f"({row['raw_reference']}) | {_cpu_runs(row)} |"
             )
         settings = tp[0]["settings"]
         lines += [
@@ -92,15 +113,16 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "## 3. Peer queues, same machine, same PostgreSQL server, no-op jobs",
             "",
-            "| library | settings | enqueue jobs/s | processed jobs/s |",
-            "| --- | --- | --- | --- |",
+            "| library | settings | enqueue jobs/s | processed jobs/s | CPU µs/job, each run |",
+            "| --- | --- | --- | --- | --- |",
         ]
         for configs in peers.values():
             for c in configs:
                 settings = ", ".join(f"{k}={v}" for k, v in c["settings"].items())
                 lines.append(
                     f"| {c['library']} {c['version']} | {settings} | "
-                    f"{_range(c['enqueue_per_second'])} | {_range(c['process_per_second'])} |"
+                    f"{_range(c['enqueue_per_second'])} | {_range(c['process_per_second'])} | "
+                    f"{_peer_cpu(c)} |"
                 )
         lines.append("")
     lat = results.get("latency")

@@ -12,8 +12,8 @@ from typing import Any
 
 from benchmarks.common import (
     CpuMeter,
+    backend_pids,
     fresh_store,
-    postgres_pids,
     start_worker,
     stop_worker,
     summary,
@@ -83,6 +83,7 @@ def measure(
 ) -> dict[str, Any]:
     settings = {"concurrency": 256, "claim_batch": 128, **(worker_settings or {})}
     rates: list[float] = []
+    per_part: list[float] = []  # CPU µs per delivered part: workers + their PostgreSQL backends
     wall = 0.0
     with fresh_store(kind) as bench:
         store = open_store(bench.url)
@@ -93,9 +94,11 @@ def measure(
             time.sleep(1.5)
             enqueue_bulk(store, requests(processes * 50, processes * 50, tag="warm"))
             wait_until(lambda: not any_active(store), timeout=60, interval=0.05)
-            groups = {"workers": lambda: [w.pid for w in workers], "bench": lambda: [os.getpid()]}
+            worker_pids = [w.pid for w in workers]
+            groups = {"workers": lambda: worker_pids, "bench": lambda: [os.getpid()]}
             if kind == "postgres":
-                groups["postgres"] = postgres_pids
+                # The server processes serving the workers (not other clients of the server).
+                groups["postgres"] = lambda: backend_pids(worker_pids)
             meter = CpuMeter(groups)
             wal_before = pg_counters(store) if kind == "postgres" else None
             for run in range(runs):
@@ -106,8 +109,11 @@ def measure(
                 if kind == "postgres":
                     analyze(store)  # inside the timed window: it is not free
                 done = wait_until(lambda: not any_active(store), timeout=300, interval=0.02)
-                meter.stop()
+                used = meter.stop()
                 rates.append(deliveries * 4 / (done - started))
+                per_part.append(
+                    (used["workers"] + used.get("postgres", 0.0)) * 1e6 / (deliveries * 4)
+                )
                 wall += done - started
             pg_stats = None
             if wal_before is not None:
@@ -131,6 +137,11 @@ def measure(
         "cpu_ms_per_part": {
             g: round(used * 1000 / (deliveries * 4 * runs), 3) for g, used in meter.used.items()
         },
+        "cpu_us_per_part": summary(per_part, 1),
+        "cpu_us_per_part_by_group": [
+            {g: round(used * 1e6 / (deliveries * 4), 1) for g, used in run.items()}
+            for run in meter.runs
+        ],
         "cores_busy": round(sum(meter.used.values()) / wall, 2),
         "postgres_per_part": pg_stats,
     }

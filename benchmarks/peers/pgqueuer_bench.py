@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
+from pathlib import Path
 
 import asyncpg
 import pgqueuer
@@ -20,9 +22,30 @@ from pgqueuer import AsyncpgDriver, Queries, QueueManager
 from pgqueuer.models import Job
 from pgqueuer.types import QueueExecutionMode
 
+APP_NAME = f"pgqueuer-bench-{os.getpid()}"  # finds this process's backends for the CPU figure
+_TICK = os.sysconf("SC_CLK_TCK")
+
 
 async def connect(dsn: str, schema: str) -> asyncpg.Connection:
-    return await asyncpg.connect(dsn=dsn, server_settings={"search_path": schema})
+    return await asyncpg.connect(
+        dsn=dsn, server_settings={"search_path": schema, "application_name": APP_NAME}
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process, from /proc (same as relaybox's benchmark)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+async def backend_cpu(admin: asyncpg.Connection) -> dict[int, float]:
+    rows = await admin.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1", APP_NAME
+    )
+    return {int(r["pid"]): cpu_seconds(int(r["pid"])) for r in rows}
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
@@ -51,11 +74,17 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 done += 1
 
             managers.append(qm)
+        backends_before = await backend_cpu(admin)
+        own_before = cpu_seconds(os.getpid())
         started = time.perf_counter()
         await asyncio.gather(
             *(qm.run(batch_size=args.batch_size, mode=QueueExecutionMode.drain) for qm in managers)
         )
         process_seconds = time.perf_counter() - started
+        own_cpu = cpu_seconds(os.getpid()) - own_before
+        backends_cpu = sum(
+            max(0.0, cpu_seconds(pid) - before) for pid, before in backends_before.items()
+        )
         if done != args.jobs:
             raise SystemExit(f"pgqueuer processed {done} of {args.jobs} jobs")
     finally:
@@ -74,6 +103,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         "jobs": args.jobs,
         "enqueue_per_second": args.jobs / enqueue_seconds,
         "process_per_second": args.jobs / process_seconds,
+        # CPU µs per processed job: this process + its PostgreSQL backends (from /proc)
+        "cpu_us_per_job": (own_cpu + backends_cpu) * 1e6 / args.jobs,
+        "cpu_us_per_job_by_group": {
+            "workers": round(own_cpu * 1e6 / args.jobs, 1),
+            "postgres": round(backends_cpu * 1e6 / args.jobs, 1),
+        },
     }
 
 

@@ -175,28 +175,14 @@ def record_sent_many(sent: list[SentPart]) -> Unit[list[bool]]:
     def unit(tx: Tx) -> list[bool]:
         now = time.time()
         if tx.network_round_trips:
-            acks = json.dumps([_sent_json(s) for s in sent])
             moved = {
-                int(r["id"]) for r in tx.fetch_all("record_sent_batch", {"acks": acks, "now": now})
+                int(r["id"]) for r in tx.fetch_all("record_sent_batch", _ack_arrays(sent, now))
             }
             return [s.lease.delivery_id in moved for s in sent]
         results = [_advance_cursor(tx, s, now) for s in sent]
-        marks = [
-            {
-                "delivery_id": s.lease.delivery_id,
-                "part_index": s.part_index,
-                "outcome": s.outcome,
-                "transport_message_id": s.message_id,
-                "now": now,
-            }
-            for s, moved in zip(sent, results, strict=True)
-            if moved
-        ]
-        if marks:
-            tx.execute_many("mark_part_sent", marks)
         tx.execute_many(
             "insert_attempt",
-            [_attempt_params(s.attempt, moved) for s, moved in zip(sent, results, strict=True)],
+            [_attempt_params(s, moved) for s, moved in zip(sent, results, strict=True)],
         )
         return results
 
@@ -220,21 +206,36 @@ def _advance_cursor(tx: Tx, s: SentPart, now: float) -> bool:
 _LEASE_LOST = "lease lost: cursor not advanced"  # also in postgres/outbox.sql record_sent_batch
 
 
-def _attempt_params(attempt: AttemptRecord, moved: bool) -> dict[str, Any]:
-    params = attempt.params()
+def _attempt_params(s: SentPart, moved: bool) -> dict[str, Any]:
+    params = s.attempt.params()
+    params["transport_message_id"] = _message_id(s)
     if not moved:  # the send happened, but another worker owns the delivery now
         params["error"] = _LEASE_LOST
     return params
 
 
-def _sent_json(s: SentPart) -> dict[str, Any]:
+def _message_id(s: SentPart) -> str | None:
+    """The transport's message id for the part: the attempt row is where it is kept."""
+    return s.message_id if s.message_id is not None else s.attempt.transport_message_id
+
+
+def _ack_arrays(sent: list[SentPart], now: float) -> dict[str, Any]:
+    """record_sent_batch's parameters: one array per column, one element per ack."""
+    attempts = [s.attempt for s in sent]
     return {
-        **s.attempt.params(),
-        "id": s.lease.delivery_id,
-        "epoch": s.lease.epoch,
-        "part_index": s.part_index,
-        "part_outcome": s.outcome,
-        "part_message_id": s.message_id,
+        "ids": [s.lease.delivery_id for s in sent],
+        "epochs": [s.lease.epoch for s in sent],
+        "part_indexes": [s.part_index for s in sent],
+        "attempts": [a.attempt for a in attempts],
+        "outcomes": [a.outcome for a in attempts],
+        "message_ids": [_message_id(s) for s in sent],
+        "guids": [a.guid for a in attempts],
+        "worker_ids": [a.worker_id for a in attempts],
+        "started_at": [a.started_at for a in attempts],
+        "latency_ms": [a.latency_ms for a in attempts],
+        "errors": [a.error for a in attempts],
+        "correlation_ids": [a.correlation_id for a in attempts],
+        "now": now,
     }
 
 

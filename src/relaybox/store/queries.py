@@ -3,7 +3,10 @@
 Each query sits under a ``-- name: <query_name>`` header, so the SQL of a backend can be
 read, reviewed and run by hand in one place. Python code refers to queries only by name.
 Parameters are written ``:name`` in both dialects; for PostgreSQL they are rewritten to
-psycopg's ``%(name)s`` at load time.
+psycopg's ``%(name)s`` at load time, except a parameter cast to an array type
+(``:ids::bigint[]``), which becomes ``%(name)b``: psycopg sends it in binary, which costs the
+worker about a third less CPU than formatting the array as text (the acknowledgement batch on
+the hot path is a dozen such arrays; docs/performance.md).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from importlib import resources
 
 _HEADER = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 _NAMED_PARAM = re.compile(r"(?<![:\w]):([a-zA-Z_]\w*)")
+_ARRAY_PARAM = re.compile(r"(?<![:\w]):([a-zA-Z_]\w*)(?=::[a-z ]+\[\])")
 
 
 def parse_queries(text: str) -> dict[str, str]:
@@ -30,8 +34,12 @@ def parse_queries(text: str) -> dict[str, str]:
 
 
 def to_pyformat(sql: str) -> str:
-    """Rewrite ``:name`` parameters to ``%(name)s`` (and escape literal ``%``)."""
-    return _NAMED_PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+    """Rewrite ``:name`` parameters to ``%(name)s`` (and escape literal ``%``).
+
+    A parameter cast to an array type becomes ``%(name)b`` (binary, see the module docstring).
+    """
+    escaped = sql.replace("%", "%%")
+    return _NAMED_PARAM.sub(r"%(\1)s", _ARRAY_PARAM.sub(r"%(\1)b", escaped))
 
 
 @cache

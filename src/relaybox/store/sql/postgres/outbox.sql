@@ -28,7 +28,23 @@ SELECT * FROM deliveries WHERE id = :id;
 SELECT * FROM deliveries WHERE reply_key = :reply_key;
 
 -- name: parts_of_delivery
-SELECT * FROM delivery_parts WHERE delivery_id = :delivery_id ORDER BY part_index;
+-- A part's outcome, transport message id and send time are those of the latest attempt that
+-- acknowledged it, for parts before the cursor: delivery_parts is not written after enqueue
+-- (migration 0011). Parts acknowledged before 0011 keep the values stored in their own row.
+SELECT p.delivery_id, p.part_index, p.guid, p.body,
+       coalesce(p.outcome, replace(a.outcome, 'reconciled_', '')) AS outcome,
+       coalesce(p.transport_message_id, a.transport_message_id) AS transport_message_id,
+       coalesce(p.sent_at, a.started_at + coalesce(a.latency_ms, 0) / 1000.0) AS sent_at
+FROM delivery_parts p
+JOIN deliveries d ON d.id = p.delivery_id
+LEFT JOIN delivery_attempts a ON a.id = (
+    SELECT max(x.id) FROM delivery_attempts x
+    WHERE x.delivery_id = p.delivery_id AND x.part_index = p.part_index
+      AND p.part_index < d.start_index
+      AND x.outcome IN ('surfaced', 'duplicate', 'reconciled_surfaced', 'reconciled_duplicate')
+      AND (x.error IS NULL OR x.outcome IN ('reconciled_surfaced', 'reconciled_duplicate')))
+WHERE p.delivery_id = :delivery_id
+ORDER BY p.part_index;
 
 -- name: attempts_of_delivery
 SELECT * FROM delivery_attempts WHERE delivery_id = :delivery_id ORDER BY id;
@@ -136,19 +152,20 @@ WHERE id = :id AND lease_epoch = :epoch AND status = 'sending' AND start_index =
 
 -- name: record_sent_batch
 -- Parts were acknowledged: for each, move its delivery's resume cursor past it (fenced like
--- every worker write), keep the part's outcome, and append the attempt row, all in one round
--- trip. :acks is a JSON array, at most one element per delivery, of {"id", "epoch",
--- "part_index", "part_outcome", "part_message_id"} plus the columns of insert_attempt. An ack
--- whose lease moved on changes no cursor; its attempt is still written (the send happened),
--- marked "lease lost". Returns the deliveries whose cursor moved.
+-- every worker write) and append the attempt row, all in one round trip. The attempt row is
+-- the part's only record of its outcome (delivery_parts is not written after enqueue). The
+-- acks come as parallel arrays, one element per ack and at most one ack per delivery (unnest
+-- reads them without parsing text). An ack whose lease moved on changes no cursor; its attempt
+-- is still written (the send happened), marked "lease lost". Returns the deliveries whose
+-- cursor moved.
 WITH ack AS (
     SELECT *
-    FROM jsonb_to_recordset(:acks::jsonb) AS a(
-        id bigint, epoch integer, part_index integer, part_outcome text,
-        part_message_id text, attempt integer, outcome text, transport_message_id text,
-        guid text, worker_id text,
-        started_at double precision, latency_ms double precision, error text,
-        correlation_id text)
+    FROM unnest(:ids::bigint[], :epochs::integer[], :part_indexes::integer[],
+                :attempts::integer[], :outcomes::text[], :message_ids::text[], :guids::text[],
+                :worker_ids::text[], :started_at::double precision[],
+                :latency_ms::double precision[], :errors::text[], :correlation_ids::text[])
+      AS a(id, epoch, part_index, attempt, outcome, transport_message_id, guid, worker_id,
+           started_at, latency_ms, error, correlation_id)
 ), moved AS (
     UPDATE deliveries d
     SET start_index = ack.part_index + 1,
@@ -166,11 +183,6 @@ WITH ack AS (
     WHERE d.id = ack.id AND d.lease_epoch = ack.epoch
       AND d.status = 'sending' AND d.start_index = ack.part_index
     RETURNING d.id
-), marked AS (
-    UPDATE delivery_parts p
-    SET outcome = ack.part_outcome, transport_message_id = ack.part_message_id, sent_at = :now
-    FROM ack JOIN moved ON moved.id = ack.id
-    WHERE p.delivery_id = ack.id AND p.part_index = ack.part_index
 ), logged AS (
     INSERT INTO delivery_attempts (
         delivery_id, attempt, part_index, guid, worker_id, started_at, latency_ms,

@@ -23,7 +23,23 @@ SELECT * FROM deliveries WHERE id = :id;
 SELECT * FROM deliveries WHERE reply_key = :reply_key;
 
 -- name: parts_of_delivery
-SELECT * FROM delivery_parts WHERE delivery_id = :delivery_id ORDER BY part_index;
+-- A part's outcome, transport message id and send time are those of the latest attempt that
+-- acknowledged it, for parts before the cursor: delivery_parts is not written after enqueue
+-- (migration 0011). Parts acknowledged before 0011 keep the values stored in their own row.
+SELECT p.delivery_id, p.part_index, p.guid, p.body,
+       coalesce(p.outcome, replace(a.outcome, 'reconciled_', '')) AS outcome,
+       coalesce(p.transport_message_id, a.transport_message_id) AS transport_message_id,
+       coalesce(p.sent_at, a.started_at + coalesce(a.latency_ms, 0) / 1000.0) AS sent_at
+FROM delivery_parts p
+JOIN deliveries d ON d.id = p.delivery_id
+LEFT JOIN delivery_attempts a ON a.id = (
+    SELECT max(x.id) FROM delivery_attempts x
+    WHERE x.delivery_id = p.delivery_id AND x.part_index = p.part_index
+      AND p.part_index < d.start_index
+      AND x.outcome IN ('surfaced', 'duplicate', 'reconciled_surfaced', 'reconciled_duplicate')
+      AND (x.error IS NULL OR x.outcome IN ('reconciled_surfaced', 'reconciled_duplicate')))
+WHERE p.delivery_id = :delivery_id
+ORDER BY p.part_index;
 
 -- name: attempts_of_delivery
 SELECT * FROM delivery_attempts WHERE delivery_id = :delivery_id ORDER BY id;
@@ -143,11 +159,6 @@ SET start_index = :part_index + 1,
     updated_at = :now
 WHERE id = :id AND lease_epoch = :epoch AND status = 'sending' AND start_index = :part_index
   AND :part_index + 1 < part_count;
-
--- name: mark_part_sent
-UPDATE delivery_parts
-SET outcome = :outcome, transport_message_id = :transport_message_id, sent_at = :now
-WHERE delivery_id = :delivery_id AND part_index = :part_index;
 
 -- name: insert_attempt
 INSERT INTO delivery_attempts (
