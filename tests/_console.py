@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import uvicorn
-
 from relaybox.config import ConsoleConfig, default_config
 from relaybox.console.app import create_app
 from relaybox.console.auth import AuthSettings
+from relaybox.console.server import ConsoleServer, listen
 from relaybox.store import Store
 
 
@@ -23,14 +21,9 @@ def console_server(
     """Serve the console for ``store`` on 127.0.0.1:<free port>; yield its base URL."""
     auth = settings or AuthSettings.from_config(ConsoleConfig(), environ={})
     app = create_app(store, default_config(), auth, poll_seconds=poll_seconds)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # NODELAY
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
+    sock = listen("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
-    )
+    server = ConsoleServer(app, graceful_seconds=1)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -38,10 +38,9 @@ def serve_command(
 ) -> None:
     """Serve the operator console: live dashboard, deliveries, failures, traces, actions, API."""
     try:
-        import uvicorn
-
         from relaybox.console.app import create_app
         from relaybox.console.auth import AuthSettings, check_bind
+        from relaybox.console.server import ConsoleServer
     except ImportError as error:
         raise fail(
             f"the console needs its extra ({error.name} is missing):"
@@ -64,32 +63,17 @@ def serve_command(
         shown = f"[{bind_host}]" if ":" in bind_host else bind_host
         access = "no login (loopback only)" if settings.open else "login required"
         out.print(f"relaybox console on http://{shown}:{actual}/ ({access}); Ctrl-C stops it")
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_level="warning",
-                timeout_graceful_shutdown=2,
-                lifespan="on",
-            )
-        )
-        server.run(sockets=[listener])
+        ConsoleServer(app).run(sockets=[listener])
     finally:
         store.close()
         listener.close()
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when the
-    # listening socket says TCP; without it every response waits ~40 ms for a delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    from relaybox.console.server import listen
+
     try:
-        sock.bind((host.strip("[]"), port))
+        return listen(host, port)
     except OSError as error:
-        sock.close()
         err.print(f"error: cannot listen on {host}:{port}: {error.strerror or error}")
         raise typer.Exit(code=1) from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock

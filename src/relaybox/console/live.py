@@ -56,7 +56,7 @@ class ChangeFeed:
         self.min_gap_seconds = min_gap_seconds
         self.version = 0
         self._marks: tuple[Any, ...] | None = None
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()  # replaced by a fresh one at every change
         self._wake = asyncio.Event()
         self._closed = False
 
@@ -101,10 +101,13 @@ class ChangeFeed:
                 first = self._marks is None
                 self._marks = marks
                 if not first:
-                    async with self._changed:
-                        self.version += 1
-                        self._changed.notify_all()
+                    self._bump()
                     await asyncio.sleep(self.min_gap_seconds)
+
+    def _bump(self) -> None:
+        self.version += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     def listen(self) -> None:
         """A page opened its event stream."""
@@ -116,18 +119,15 @@ class ChangeFeed:
 
     async def wait(self, seen: int, timeout: float) -> int:
         """The version after ``seen`` (or ``seen`` again after ``timeout`` seconds)."""
-        async with self._changed:
+        if self.version == seen and not self._closed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self.version != seen or self._closed), timeout
-                )
-            return self.version
+                await asyncio.wait_for(self._changed.wait(), timeout)
+        return self.version
 
     async def close(self) -> None:
         self._closed = True
         self._wake.set()
-        async with self._changed:
-            self._changed.notify_all()
+        self._changed.set()
 
     @property
     def closed(self) -> bool:

@@ -5,15 +5,36 @@
   if (!window.EventSource || !window.htmx) {
     return;
   }
-  var source = new EventSource("/events");
-  source.addEventListener("change", function () {
-    document.body.setAttribute("data-live-version", String(Date.now()));
-    htmx.trigger(document.body, "rb-change");
+  var source = null;
+
+  function open() {
+    source = new EventSource("/events");
+    source.addEventListener("change", function () {
+      htmx.trigger(document.body, "rb-change");
+    });
+    source.addEventListener("open", function () {
+      document.body.setAttribute("data-live", "on");
+    });
+    source.addEventListener("error", function () {
+      document.body.setAttribute("data-live", "reconnecting");
+    });
+  }
+
+  // A page left for another (or kept in the back/forward cache) must not hold its stream:
+  // browsers allow only six connections per server, and a seventh page would wait for one.
+  window.addEventListener("pagehide", function () {
+    if (source) {
+      source.close();
+      source = null;
+    }
   });
-  source.addEventListener("open", function () {
-    document.body.setAttribute("data-live", "on");
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted || !source) {
+      open();
+      htmx.trigger(document.body, "rb-change");
+    }
   });
-  source.addEventListener("error", function () {
-    document.body.setAttribute("data-live", "reconnecting");
-  });
+  if (!source) {
+    open();
+  }
 })();
