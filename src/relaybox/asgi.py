@@ -55,15 +55,18 @@ class Request:
             return None
 
     def params(self) -> dict[str, Any]:
-        """JSON object body, or form body, or query string: how SDKs send their arguments."""
+        """Query string, overlaid by a JSON object, form or multipart body: how SDKs send
+        their arguments."""
+        params: dict[str, Any] = self.query_params()
         data = self.json()
+        content_type = self.headers.get("content-type", "")
         if isinstance(data, dict):
-            return data
-        if self.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-            return dict(self.form())
-        if "multipart/form-data" in self.headers.get("content-type", ""):
-            return _multipart(self.body, self.headers["content-type"])
-        return self.query_params()
+            params.update(data)
+        elif content_type.startswith("application/x-www-form-urlencoded"):
+            params.update(self.form())
+        elif "multipart/form-data" in content_type:
+            params.update(_multipart(self.body, content_type))
+        return params
 
 
 def _multipart(body: bytes, content_type: str) -> dict[str, Any]:

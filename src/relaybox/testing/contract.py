@@ -19,7 +19,7 @@ check                      the transport must ...
                            same GUID (nothing shown twice) or reconcile truthfully (never
                            "not sent" for a part the user has)
 ``reconcile_unsent``       reconcile a part that was never sent as ``NOT_SENT`` or "cannot
-                           tell", never as sent
+                           tell", never as sent (``NOT_SENT`` if it ``reconciles``)
 ``concurrent``             send several parts at once from one event loop
 =========================  =====================================================================
 
@@ -95,6 +95,11 @@ class ContractSubject(Protocol):
     @property
     def timeout_seconds(self) -> float:
         """The transport's own send timeout."""
+
+    @property
+    def reconciles(self) -> bool:
+        """True if the transport can read sent parts back: then ``reconcile`` must find a
+        part the user has and say "not sent" for one never sent, not just "cannot tell"."""
 
     def next_answer(self, scenario: Scenario, *, retry_after: float = 2.0) -> None:
         """Make the fake answer the next send this way."""
@@ -217,14 +222,19 @@ async def check_lost_answer(subject: ContractSubject) -> None:
     )
     if isinstance(verdict, SendResult):
         assert verdict.outcome is not Outcome.NOT_SURFACED, f"{name}: {verdict!r}"
+    elif subject.reconciles:
+        raise AssertionError(f"{name}: reconcile could not find a part the user has: {verdict!r}")
 
 
 async def check_reconcile_unsent(subject: ContractSubject) -> None:
     part = make_part(subject.recipient, _text("never"))
     verdict = await _bounded(subject, subject.transport.reconcile(part))
+    name = type(subject.transport).__name__
     assert not (isinstance(verdict, SendResult) and verdict.outcome is Outcome.SURFACED), (
-        f"{type(subject.transport).__name__}: reconcile claims a never-sent part arrived"
+        f"{name}: reconcile claims a never-sent part arrived"
     )
+    if subject.reconciles:
+        assert isinstance(verdict, NotSent), f"{name}: reconcile of a never-sent part: {verdict!r}"
 
 
 async def check_concurrent(subject: ContractSubject) -> None:

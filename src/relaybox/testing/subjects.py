@@ -39,6 +39,7 @@ class FakeSubject:
     recipient: str
     unknown_recipient: str
     timeout_seconds: float
+    reconciles: bool = False
 
     def next_answer(self, scenario: Scenario, *, retry_after: float = 2.0) -> None:
         self.fake.next_answer(scenario, retry_after=retry_after)
@@ -103,7 +104,8 @@ def platform_subject(
         transport = transport_for(fake, timeout_seconds)
         known, unknown = RECIPIENTS[platform]
         try:
-            yield FakeSubject(fake, transport, known, unknown, timeout_seconds)
+            reconciles = platform == "slack"
+            yield FakeSubject(fake, transport, known, unknown, timeout_seconds, reconciles)
         finally:
             await transport.aclose()
             await asyncio.to_thread(fake.close)
@@ -120,6 +122,7 @@ class WebhookSubject:
     timeout_seconds: float
     recipient: str = "alice"
     unknown_recipient: str = "nobody"
+    reconciles: bool = False
     _script: list[tuple[Scenario, float]] = field(default_factory=list)
 
     def next_answer(self, scenario: Scenario, *, retry_after: float = 2.0) -> None:
