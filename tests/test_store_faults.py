@@ -43,5 +43,5 @@ def test_file_that_is_not_a_database(tmp_path: Path):
         timeout=60,
     )
     assert run.returncode == 1
-    assert run.stderr.startswith("error: cannot open store") and "Traceback" not in run.stderr
+    assert run.stderr.startswith("error: not a relaybox database") and "Traceback" not in run.stderr
     assert junk.read_bytes() == b"this is not a sqlite file at all" * 100
