@@ -1,8 +1,10 @@
-"""Turn handlers for tests that resume turns through the CLI or a worker process."""
+"""Turn handlers for tests that resume turns through the CLI or a worker process, and a
+way to let leases lapse without sleeping."""
 
 from __future__ import annotations
 
 import relaybox
+from relaybox.store import Tx
 
 
 async def answer_hello(turn: relaybox.Turn) -> None:
@@ -13,3 +15,14 @@ async def answer_hello(turn: relaybox.Turn) -> None:
 
 def not_async(turn: relaybox.Turn) -> None:
     """A handler that is not an async function (refused when loaded)."""
+
+
+async def expire_leases(rb: relaybox.Relaybox) -> None:
+    """Let time pass for leases without sleeping: every running turn's and step's lease is
+    made to have lapsed, as it would once its process has been dead for longer than it."""
+
+    def unit(tx: Tx) -> None:
+        tx.execute_script("UPDATE turns SET lease_expires_at = 0 WHERE status = 'running'")
+        tx.execute_script("UPDATE steps SET lease_expires_at = 0 WHERE status = 'running'")
+
+    await rb.store.run(unit)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from tests._outbox_helpers import run_worker_until
+from tests._turn_handlers import expire_leases
 
 import relaybox
 from relaybox import Scope
@@ -31,8 +32,8 @@ MESSAGE = {"channel": "mem", "thread_id": "chat-1", "resource_id": "alice", "tex
 def make_config(**turns: Any) -> Config:
     return parse_config(
         {
-            "turns": {"lease_seconds": 0.6, "max_attempts": 3, **turns},
-            "steps": {"lease_seconds": 0.6, "poll_interval_seconds": 0.02},
+            "turns": {"lease_seconds": 30, "max_attempts": 3, **turns},
+            "steps": {"lease_seconds": 30, "poll_interval_seconds": 0.02},
             "worker": {"lease_seconds": 1.0, "poll_interval_seconds": 0.01},
             "channels": {"mem": {"transport": "memory"}},
         }
@@ -124,6 +125,30 @@ async def test_concurrent_deliveries_run_the_agent_once_and_never_wait(
             other.close()
 
 
+async def test_concurrent_redeliveries_of_a_crashed_turn_rerun_it_once(
+    store_url: str, rb: relaybox.Relaybox
+) -> None:
+    turn_id = await crash_inside(rb)
+    await expire_leases(rb)  # the dead attempt's lease lapses
+    others = [relaybox.open(store_url, config=make_config()) for _ in range(3)]
+    try:
+        scopes = [turn(other) for other in [rb, *others]]
+        turns = await asyncio.gather(*(scope.__aenter__() for scope in scopes))
+        assert sorted(str(t.outcome) for t in turns) == [
+            "in_progress",
+            "in_progress",
+            "in_progress",
+            "retry",
+        ]
+        record = await rb.store.read(turns_inspect.get_turn(turn_id))
+        assert record.attempts == 2 and record.lease_epoch == 2
+        for scope in scopes:
+            await scope.__aexit__(None, None, None)
+    finally:
+        for other in others:
+            other.close()
+
+
 async def test_a_crashed_attempt_is_in_progress_until_its_lease_lapses_then_runs_again(
     rb: relaybox.Relaybox,
 ) -> None:
@@ -132,7 +157,7 @@ async def test_a_crashed_attempt_is_in_progress_until_its_lease_lapses_then_runs
     async with turn(rb) as busy:
         assert busy.outcome is Outcome.IN_PROGRESS
     assert time.monotonic() - started < 0.5  # answered at once, not after the lease
-    await asyncio.sleep(0.7)  # the dead attempt's lease (0.6 s) lapses
+    await expire_leases(rb)  # the dead attempt's lease lapses
     async with turn(rb) as retry:
         assert retry.outcome is Outcome.RETRY and retry.attempt == 2 and retry.id == turn_id
         await retry.history.append("user", "hi")
@@ -149,7 +174,7 @@ async def test_a_stale_attempt_stores_nothing_after_another_took_over(
     stale = await stale_scope.__aenter__()
     assert stale_scope._keeper is not None
     stale_scope._keeper.cancel()
-    await asyncio.sleep(0.7)
+    await expire_leases(rb)
     async with turn(rb) as fresh:
         assert fresh.outcome is Outcome.RETRY
         with pytest.raises(TurnLeaseLost):
@@ -217,7 +242,7 @@ async def test_a_turn_blocked_on_a_step_continues_once_an_operator_resolves_it(
     charges.append("the dead attempt's charge")
     assert scope._keeper is not None
     scope._keeper.cancel()
-    await asyncio.sleep(0.7)
+    await expire_leases(rb)
     with pytest.raises(StepNeedsReconciliation):
         async with turn(rb) as second:
             await body(second)

@@ -5,16 +5,15 @@ duplicates. Both stores."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from tests._turn_handlers import expire_leases
 
 import relaybox
 from relaybox import Scope
@@ -83,10 +82,10 @@ if __name__ == "__main__":
 
 CONFIG = """
 [turns]
-lease_seconds = 0.5
+lease_seconds = 30
 resume_after_seconds = 0.01
 [steps]
-lease_seconds = 0.5
+lease_seconds = 30
 poll_interval_seconds = 0.02
 [channels.mem]
 transport = "memory"
@@ -106,17 +105,6 @@ def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-async def wait_for_lapsed_lease(rb: relaybox.Relaybox, turn_id: int) -> None:
-    """Poll (bounded) until the dead attempt's lease has lapsed."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        record = await rb.store.read(turns_inspect.get_turn(turn_id))
-        if record.status is not TurnStatus.RUNNING or (record.lease_expires_at or 0) < time.time():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"turn {turn_id} kept a live lease")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("then", ["redelivery", "resume"])
 @pytest.mark.parametrize("point", ["after_record", "after_model", "inside_tool", "after_reply"])
@@ -132,7 +120,7 @@ async def test_a_turn_killed_at_any_point_ends_with_one_charge_one_reply_clean_h
     rb = relaybox.open(store_url, config=str(tmp_path / "relaybox.toml"))
     try:
         turn = (await rb.store.read(turns_inspect.list_turns()))[0]
-        await wait_for_lapsed_lease(rb, turn.id)
+        await expire_leases(rb)  # the dead process's leases lapse (without sleeping)
         if then == "redelivery":
             again = run(tmp_path, "agent_mod.py", store_url, "SM81")
             assert again.returncode == 0, again.stderr
