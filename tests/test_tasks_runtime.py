@@ -207,3 +207,16 @@ async def test_a_worker_supervises_tasks_and_reloads_on_sighup(
         worker.stop()
         await run
         rb.close()
+
+
+async def test_run_fails_a_body_that_returns_without_finishing(rig: TaskRig) -> None:
+    async def body(task: TaskHandle) -> None:
+        await task.ack("on it")
+
+    task = await rig.tasks.run(CONV, "Forgetful", body)
+    assert task.state == TaskState.FINISHING and task.error_type == "InvalidTask"
+    from relaybox.errors import InvalidTask
+
+    with pytest.raises(InvalidTask, match="failure_text may only use"):
+        await rig.tasks.run(CONV, "Bad template", body, failure_text="{oops}")
+    assert len(await rig.tasks.list()) == 1  # the bad template was refused before starting

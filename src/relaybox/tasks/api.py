@@ -109,12 +109,16 @@ class Tasks:
         """Run ``body(handle)`` as a task, beating liveness while it runs.
 
         What ``body`` returns (a list of parts) completes the task, unless the body already
-        did; an exception fails it with ``failure_text`` shown to the user. When the task is
+        finished it through the handle; an exception fails it with ``failure_text`` (which may
+        use ``{summary}``) shown to the user, and so does returning ``None`` from a body that
+        did not finish the task. When the task is
         cancelled or times out meanwhile (by an operator, by the supervisor), the body is
         cancelled and ``on_cancel(task)`` runs. If this process dies, its beats stop and the
         supervisor fails the task after the contract's ``liveness`` and tells the user.
         """
         runner = f"{socket.gethostname()}:{os.getpid()}"
+        channel = self.config.channel(conversation.channel)
+        failure = _render("failure_text", failure_text, _summary(summary), channel)
         handle = await self.start(
             conversation, summary, contract=contract, task_key=task_key, runner=runner
         )
@@ -148,10 +152,19 @@ class Tasks:
         except Exception as error:  # noqa: BLE001 - the failure is the task's outcome
             current = await handle.refresh()
             if current.state.open:
-                await handle.fail(error, user_text=failure_text.format(summary=current.summary))
+                await handle.fail(error, user_text=failure)
             return await handle.refresh()
         current = await handle.refresh()
-        if parts is not None and current.state.open:
+        if not current.state.open:
+            return current
+        if parts is None:
+            # Nobody runs the task any more and nobody will finish it: say so now rather
+            # than let the user wait for the finish deadline.
+            await handle.fail(
+                InvalidTask("the task body returned without a result and without finishing"),
+                user_text=failure,
+            )
+        else:
             await handle.complete(parts)
         return await handle.refresh()
 
