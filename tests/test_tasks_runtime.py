@@ -220,3 +220,29 @@ async def test_run_fails_a_body_that_returns_without_finishing(rig: TaskRig) -> 
     with pytest.raises(InvalidTask, match="failure_text may only use"):
         await rig.tasks.run(CONV, "Bad template", body, failure_text="{oops}")
     assert len(await rig.tasks.list()) == 1  # the bad template was refused before starting
+
+
+async def test_contract_defaults_per_channel(sqlite_url: str, tmp_path: Path) -> None:
+    from relaybox.errors import ConfigError
+
+    path = tmp_path / "relaybox.toml"
+    path.write_text(
+        "[channels.mem]\ntransport = 'memory'\n[channels.other]\ntransport = 'memory'\n"
+        "[tasks]\nprogress_every_seconds = 30\nnudge_text = 'Still on it'\n"
+        "[tasks.channels.mem]\nprogress_every_seconds = 7\n"
+    )
+    rb = relaybox.open(sqlite_url, config=relaybox.load_config(path))
+    try:
+        on_mem = await (await rb.tasks.start(CONV, "mem task")).refresh()
+        other = CONV.__class__("other", "t", "r")
+        on_other = await (await rb.tasks.start(other, "other task")).refresh()
+        assert (on_mem.progress_every, on_other.progress_every) == (7, 30)
+        assert on_mem.nudge_text == on_other.nudge_text == "Still on it"  # inherited
+    finally:
+        rb.close()
+    path.write_text("[channels.mem]\ntransport = 'memory'\n[tasks.channels.nope]\nack_text = 'x'\n")
+    with pytest.raises(ConfigError, match=r"tasks\.channels\.nope names no configured channel"):
+        relaybox.load_config(path)
+    path.write_text("[channels.mem]\ntransport = 'memory'\n[tasks]\nack_text = 'On it {who}'\n")
+    with pytest.raises(ConfigError, match="may only use"):
+        relaybox.load_config(path)
