@@ -10,6 +10,7 @@ import sys
 
 from relaybox.cli import console, deliveries, failures, inbound, maintenance, operate, trace
 from relaybox.cli import memory as memory_cli
+from relaybox.cli import platforms as platforms_cli
 from relaybox.cli import steps as steps_cli
 from relaybox.cli import tasks as tasks_cli
 from relaybox.cli import turns as turns_cli
@@ -29,6 +30,7 @@ memory_cli.register(app)
 console.register(app)
 turns_cli.register(app)
 tasks_cli.register(app)
+platforms_cli.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,105 @@
+"""``relaybox transports`` and ``relaybox webhooks`` (the inbound app served on its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+import relaybox
+from relaybox.inbound.query import list_inbound
+
+HANDLER = """
+import relaybox
+
+async def handle(turn: relaybox.Turn) -> None:
+    await turn.reply([f"echo: {turn.inbound.text}"])
+"""
+
+
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "relaybox", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_transports_lists_builtins_with_presets(tmp_path: Path) -> None:
+    run = cli("transports", "--json", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    rows = {row["name"]: row for row in json.loads(run.stdout)}
+    assert {"telegram", "slack", "discord", "twilio", "webhook", "memory"} <= set(rows)
+    assert rows["telegram"]["preset"]["max_part_chars"] == 4096
+    assert rows["telegram"]["inbound"] is True and rows["memory"]["inbound"] is False
+    assert "url" in rows["webhook"]["options"]
+
+
+def test_webhooks_command_serves_the_inbound_app(tmp_path: Path) -> None:
+    (tmp_path / "mybot.py").write_text(HANDLER, encoding="utf-8")
+    (tmp_path / "relaybox.toml").write_text(
+        '[channels.tg]\ntransport = "telegram"\n\n[channels.mem]\ntransport = "memory"\n',
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+        "TELEGRAM_WEBHOOK_SECRET": "s3cret",
+    }
+    bad = cli("webhooks", "--handler", "mybot:nothing", cwd=tmp_path, env=env)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: turn handler")
+    no_inbound = cli(
+        "webhooks", "--handler", "mybot:handle", "--channel", "mem", cwd=tmp_path, env=env
+    )
+    assert no_inbound.returncode == 1 and "has no inbound webhook" in no_inbound.stderr
+    process = subprocess.Popen(
+        [sys.executable, "-m", "relaybox", "webhooks", "--handler", "mybot:handle", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+) \(/tg\)", line)
+        assert match, line
+        update = {"update_id": 5, "message": {"chat": {"id": 77}, "from": {"id": 77}, "text": "hi"}}
+        headers = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
+        url = f"http://127.0.0.1:{match.group(1)}/tg"
+        assert httpx.post(url, json=update, headers=headers, timeout=10).status_code == 200
+        assert httpx.post(url, json=update, timeout=10).status_code == 401
+
+        async def replied() -> list[relaybox.InboundMessage]:
+            async with relaybox.open(
+                f"sqlite:///{tmp_path / 'relaybox.db'}", config=str(tmp_path / "relaybox.toml")
+            ) as rb:
+                return await rb.store.read(list_inbound())
+
+        deadline = time.monotonic() + 20
+        while True:
+            messages = asyncio.run(replied())
+            if messages and messages[0].replies == 1:
+                break
+            assert time.monotonic() < deadline, messages
+            time.sleep(0.05)
+        assert [m.external_id for m in messages] == ["5"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+    assert process.returncode == 0
