@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from benchmarks import (
+    console_queries,
     enqueue,
     latency,
     memory,
@@ -29,7 +30,7 @@ from benchmarks import (
 from benchmarks.common import machine
 
 STEPS = ("raw_store", "throughput", "enqueue", "peers", "latency", "recovery", "memory",
-         "operator_queries")  # fmt: skip
+         "operator_queries", "console_queries")  # fmt: skip
 # The worker settings the throughput runs use (documented in docs/performance.md).
 THROUGHPUT_SETTINGS = {"concurrency": 256, "claim_batch": 128}
 
@@ -101,6 +102,11 @@ def _targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         for name, q in row["queries"].items():
             add(f"{row['store']} {name} ≤ 50 ms (slowest of 15)", f"{q['max_ms']:.1f} ms",
                 q["max_ms"] <= 50)  # fmt: skip
+    for row in r.get("console_queries") or []:
+        for name in row["budgeted"]:
+            q = row["queries"][name]
+            add(f"{row['store']} console {name} ≤ 50 ms (median of 15)", f"{q['median_ms']:.1f} ms",
+                q["median_ms"] <= 50)  # fmt: skip
     for row in r.get("memory") or []:
         add(f"{row['store']} worker peak RSS ≤ 150 MB at 1,000 in flight",
             f"{row['peak_rss_mb']:.0f} MB", row["peak_rss_mb"] <= 150)  # fmt: skip
@@ -128,6 +134,7 @@ def main() -> int:
         "recovery": lambda: [recovery.measure(k, args.runs) for k in ("sqlite", "postgres")],
         "memory": lambda: [memory.measure(k) for k in ("sqlite", "postgres")],
         "operator_queries": lambda: [operator_queries.measure(k) for k in ("sqlite", "postgres")],
+        "console_queries": lambda: [console_queries.measure(k) for k in ("sqlite", "postgres")],
     }
     for name in STEPS:
         if name not in only:

@@ -170,6 +170,24 @@ def markdown(results: dict[str, Any]) -> str:
             ]  # fmt: skip
             lines.append(f"| {row['store']} | " + " | ".join(cells) + " |")
         lines.append("")
+    console = results.get("console_queries")
+    if console:
+        lines += [
+            "## 6b. Console queries (1,000,000 deliveries, 5,000,000 attempts, 1,000,000 failures)",
+            "",
+            "Median (max of 15) per query, through the console's read units on the read path.",
+            "",
+            "| query | " + " | ".join(row["store"] for row in console) + " |",
+            "| --- | " + " | ".join("---" for _ in console) + " |",
+        ]
+        for name in console[0]["queries"]:
+            cells = [
+                f"{row['queries'][name]['median_ms']:.1f} ms ({row['queries'][name]['max_ms']:.1f})"
+                for row in console
+            ]
+            budget = " (≤ 50 ms)" if name in console[0]["budgeted"] else ""
+            lines.append(f"| {name}{budget} | " + " | ".join(cells) + " |")
+        lines.append("")
     mem = results.get("memory")
     if mem:
         lines += [

@@ -13,7 +13,9 @@ from relaybox.console.queries import Series
 WIDTH, HEIGHT, PAD = 360.0, 120.0, 4.0
 
 
-def line_chart(series: list[Series], title: str, window: str) -> str:
+def line_chart(
+    series: list[Series], title: str, window: str, legend: list[str] | None = None
+) -> str:
     """One chart of one or more series sharing a y axis (``None`` points leave gaps)."""
     values = [v for s in series for v in s.points if v is not None]
     top = max(values) if values else 0.0
@@ -38,8 +40,9 @@ def line_chart(series: list[Series], title: str, window: str) -> str:
             else ""
         )
     unit = escape(series[0].unit) if series else ""
-    legend = " · ".join(
-        f'<tspan class="s{n}">{escape(s.name)}</tspan>' for n, s in enumerate(series)
+    names = legend or [s.name for s in series]
+    legend_text = " · ".join(
+        f'<tspan class="s{n}">{escape(name)}</tspan>' for n, name in enumerate(names)
     )
     label = f"{escape(title)} ({unit}, last {escape(window)}), max {_fmt(top)}"
     return (
@@ -48,7 +51,7 @@ def line_chart(series: list[Series], title: str, window: str) -> str:
         f'<rect x="0" y="0" width="{WIDTH:.0f}" height="{HEIGHT:.0f}" class="frame"/>'
         f"{''.join(paths)}"
         f'<text x="{PAD}" y="{HEIGHT + 13:.0f}" class="label">{label}</text>'
-        f'<text x="{PAD}" y="{HEIGHT + 26:.0f}" class="legend">{legend}</text>'
+        f'<text x="{PAD}" y="{HEIGHT + 26:.0f}" class="legend">{legend_text}</text>'
         "</svg>"
     )
 

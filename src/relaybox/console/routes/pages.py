@@ -73,8 +73,9 @@ async def overview_page(request: Request) -> Response:
         line_chart([by_name["failures"]], "failures", window),
         line_chart(
             [by_name[f"enqueue to surfaced p{q}"] for q in (50, 95, 99)],
-            "enqueue to surfaced p50/p95/p99",
+            "enqueue to surfaced",
             window,
+            legend=["p50", "p95", "p99"],
         ),
         line_chart([by_name["queue depth"]], "queue depth", window),
     ]
