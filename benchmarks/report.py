@@ -108,6 +108,21 @@ def markdown(results: dict[str, Any]) -> str:
             + ".",
             "",
         ]
+        if any(e.get("bulk_replies_per_second") for e in enq):
+            lines += [
+                "Bulk enqueue (`Relaybox.enqueue_many`, one caller, one transaction per batch): "
+                + "; ".join(
+                    f"{e['store']} "
+                    + ", ".join(
+                        f"batches of {size}: {_range(rate)} replies/s"
+                        for size, rate in e["bulk_replies_per_second"].items()
+                    )
+                    for e in enq
+                    if e.get("bulk_replies_per_second")
+                )
+                + ".",
+                "",
+            ]
     peers = results.get("peers")
     if peers:
         lines += [

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -12,11 +12,18 @@ from relaybox import trace as _trace
 from relaybox.audit import FailureAuditor, FailureFilter, FailureReport, JobFailure
 from relaybox.audit.query import list_failures
 from relaybox.config import Config, load_config
+from relaybox.errors import InvalidReply, UnknownChannel
 from relaybox.inbound import InboundMessage, InboundResult
 from relaybox.memory import MemoryAdmin, Scope, ScopedMemory
 from relaybox.models import Attempt, Delivery, Status
 from relaybox.outbox import inspect, transitions
-from relaybox.outbox.enqueue import EnqueueResult, EnqueueUnit, build_request
+from relaybox.outbox.enqueue import (
+    EnqueueManyUnit,
+    EnqueueResult,
+    EnqueueUnit,
+    ReplyRequest,
+    build_request,
+)
 from relaybox.steps import Intent, StepPolicy, StepResult, StepRunner, ToolStep
 from relaybox.steps.runner import Body, IfRunning
 from relaybox.steps.tool import ToolFn, tool_step
@@ -26,6 +33,12 @@ from relaybox.tasks.settings import LiveSettings
 from relaybox.turns import transitions as turn_transitions
 from relaybox.turns.api import TurnScope
 from relaybox.turns.api import settings_for as turn_settings
+
+# The keyword arguments of Relaybox.enqueue, which each item of enqueue_many may carry.
+_ENQUEUE_FIELDS = frozenset(
+    {"channel", "thread_id", "recipient", "parts", "resource_id", "reply_key", "correlation_id",
+     "supersede"}
+)  # fmt: skip
 
 
 class Relaybox:
@@ -77,6 +90,48 @@ class Relaybox:
             supersede=supersede,
         )
         return await self.store.run(EnqueueUnit(request))
+
+    async def enqueue_many(self, replies: Iterable[Mapping[str, Any]]) -> list[EnqueueResult]:
+        """Store many replies in one transaction: a broadcast, a backfill, an import.
+
+        Each item takes the keyword arguments of :meth:`enqueue` (``channel``, ``thread_id``,
+        ``recipient``, ``parts``, and optionally ``resource_id``, ``reply_key``,
+        ``correlation_id``, ``supersede``). Results come back in the same order, each what
+        :meth:`enqueue` would have returned for that reply at that point of the list (a reply
+        key seen before returns its delivery with ``created`` False). All or nothing: every
+        reply is validated before anything is written, and a bad reply or a reply key reused
+        for other content raises (naming the reply's position) with nothing stored. On
+        PostgreSQL the batch is two statements whatever its size; keep batches to a few
+        thousand replies so one transaction does not hold its locks for long.
+
+        >>> results = await rb.enqueue_many([                                # doctest: +SKIP
+        ...     {"channel": "sms", "thread_id": f"chat-{n}", "recipient": phone,
+        ...      "parts": ["Your flight is delayed."], "reply_key": f"delay-{n}"}
+        ...     for n, phone in enumerate(phones)])
+        """
+        requests = tuple(
+            self._request_of(position, spec) for position, spec in enumerate(replies, 1)
+        )
+        return await self.store.run(EnqueueManyUnit(requests))
+
+    def _request_of(self, position: int, spec: Mapping[str, Any]) -> ReplyRequest:
+        if not isinstance(spec, Mapping):
+            raise InvalidReply(f"reply {position}: expected a mapping of enqueue arguments")
+        unknown = set(spec) - _ENQUEUE_FIELDS
+        missing = {"channel", "thread_id", "recipient", "parts"} - set(spec)
+        if unknown or missing:
+            problem = (
+                f"unknown field(s) {', '.join(sorted(unknown))}"
+                if unknown
+                else f"missing {', '.join(sorted(missing))}"
+            )
+            raise InvalidReply(f"reply {position}: {problem}")
+        fields = dict(spec)
+        try:
+            channel = self.config.channel(fields.pop("channel"))
+            return build_request(channel, **fields)
+        except (InvalidReply, UnknownChannel) as error:
+            raise type(error)(f"reply {position}: {error}") from None
 
     async def delivery(self, delivery_id: int) -> Delivery:
         return await self.store.read(inspect.get_delivery(delivery_id))

@@ -21,6 +21,41 @@ FROM inserted;
 INSERT INTO delivery_parts (delivery_id, part_index, guid, body)
 VALUES (:delivery_id, :part_index, :guid, :body);
 
+-- name: insert_deliveries
+-- Bulk enqueue (outbox/enqueue.py EnqueueManyUnit): many replies in one statement, bound as
+-- arrays, one element per reply. Ids are drawn in list order (ORDER BY ord), so replies of one
+-- thread keep their order. A reply key that exists (or comes earlier in the list) inserts
+-- nothing; the caller looks it up. One pg_notify per channel wakes listening workers at commit.
+WITH reply AS (
+    SELECT *
+    FROM unnest(:reply_keys::text[], :content_hashes::text[], :channels::text[],
+                :thread_ids::text[], :recipients::text[], :resource_ids::text[],
+                :correlation_ids::text[], :part_counts::integer[], :max_attempts::integer[],
+                :expires_at::double precision[])
+      WITH ORDINALITY AS r(reply_key, content_hash, channel, thread_id, recipient, resource_id,
+                           correlation_id, part_count, max_attempts, expires_at, ord)
+), inserted AS (
+    INSERT INTO deliveries (
+        reply_key, content_hash, channel, thread_id, recipient, resource_id, correlation_id,
+        status, part_count, max_attempts, created_at, updated_at, available_at, expires_at)
+    SELECT reply_key, content_hash, channel, thread_id, recipient, resource_id, correlation_id,
+           'queued', part_count, max_attempts, :now, :now, :now, expires_at
+    FROM reply
+    ORDER BY ord
+    ON CONFLICT (reply_key) DO NOTHING
+    RETURNING *
+), woke AS (
+    SELECT count(pg_notify('relaybox_deliveries', channel)) AS n
+    FROM (SELECT DISTINCT channel FROM inserted) AS c
+)
+SELECT inserted.*, woke.n AS woke_workers FROM inserted CROSS JOIN woke;
+
+-- name: insert_parts
+-- The parts of many deliveries in one statement (bulk enqueue), bound as arrays.
+INSERT INTO delivery_parts (delivery_id, part_index, guid, body)
+SELECT * FROM unnest(:delivery_ids::bigint[], :part_indexes::integer[], :guids::text[],
+                     :bodies::text[]);
+
 -- name: delivery_by_id
 SELECT * FROM deliveries WHERE id = :id;
 
