@@ -9,21 +9,13 @@ import pytest
 
 import relaybox
 from _outbox_helpers import fast_config, run_worker_until, status_is
-from relaybox import trace as trace_module
+from relaybox import timeline as timeline_module
 from relaybox.audit import FailureAuditor, FailureReport
 from relaybox.errors import NotFound
 from relaybox.outbox.transitions import AttemptRecord
 from relaybox.store import Tx
-from relaybox.trace import (
-    RANK_STEPS,
-    AmbiguousReference,
-    TimelineSource,
-    TraceEvent,
-    merge,
-    register_source,
-    sources,
-    trace,
-)
+from relaybox.timeline import RANK_STEPS, TimelineSource, TraceEvent, register_source
+from relaybox.trace import AmbiguousReference, merge, sources, trace
 from relaybox.transports.base import TransientError
 from relaybox.transports.memory import MemoryTransport
 
@@ -132,7 +124,7 @@ def step_source() -> Iterator[TimelineSource]:
     source = TimelineSource("steps-test", RANK_STEPS, events)
     register_source(source)
     yield source
-    trace_module._REGISTERED.pop(source.name, None)
+    timeline_module._REGISTERED.pop(source.name, None)
 
 
 async def test_a_registered_source_joins_the_timeline_at_its_rank(

@@ -70,6 +70,12 @@ class Delivery:
     in_flight_index: int | None
     last_error: str | None
     parts: tuple[Part, ...] = field(default=())
+    runs_before: int = 0  # runs of earlier rounds (before an operator's retry)
+
+    @property
+    def run(self) -> int:
+        """The current run's number, counting across operator retries (attempt rows use it)."""
+        return self.runs_before + self.attempts
 
     @classmethod
     def from_row(cls, row: dict[str, Any], parts: tuple[Part, ...] = ()) -> Delivery:
@@ -97,6 +103,7 @@ class Delivery:
             in_flight_index=None if row["in_flight_index"] is None else int(row["in_flight_index"]),
             last_error=row["last_error"],
             parts=parts,
+            runs_before=int(row.get("runs_before") or 0),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -104,6 +111,7 @@ class Delivery:
             name: getattr(self, name) for name in self.__dataclass_fields__ if name != "parts"
         }
         data["status"] = str(self.status)
+        data["run"] = self.run
         data["parts"] = [
             {
                 "index": p.index,

@@ -8,14 +8,10 @@ delivery's channel, thread, user and correlation id, and the part as payload for
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from relaybox.audit.record import FailureReport
-from relaybox.audit.recorder import FailureAuditor
 from relaybox.models import Delivery, Part
-from relaybox.outbox import inspect
-from relaybox.store import Tx
 
 DELIVERY_QUEUE = "deliveries"
 
@@ -50,7 +46,7 @@ def delivery_failure(
         thread_id=delivery.thread_id,
         resource_id=delivery.resource_id,
         correlation_id=delivery.correlation_id,
-        attempt=delivery.attempts,
+        attempt=delivery.run,
         error=error if error is not None else message,
         message=message,
         error_type=error_type,
@@ -73,45 +69,24 @@ def delivery_payload(delivery: Delivery, part: Part | None, outcome: str) -> dic
         "start_index": delivery.start_index,
         "attempts": delivery.attempts,
         "max_attempts": delivery.max_attempts,
+        "run": delivery.run,
     }
     if part is not None:
         payload.update(part_index=part.index, guid=part.guid, body=part.body)
     return payload
 
 
-async def record_expired(auditor: FailureAuditor, delivery_ids: Iterable[int]) -> None:
-    """Audit replies the expirer ended because they grew older than their max age."""
-    ids = list(delivery_ids)
-
-    def load(tx: Tx) -> list[Delivery]:
-        return [inspect.get_delivery(delivery_id)(tx) for delivery_id in ids]
-
-    try:
-        expired = await auditor.store.read(load)
-    except Exception as error:  # noqa: BLE001 - auditing must not stop the expirer
-        for delivery_id in ids:
-            await auditor.record(
-                FailureReport(
-                    queue=DELIVERY_QUEUE,
-                    job_id=str(delivery_id),
-                    stage="expire",
-                    error=f"expired before it could be sent (details unreadable: {error})",
-                    error_type="Expired",
-                )
-            )
-        return
-    for delivery in expired:
-        in_range = 0 <= delivery.start_index < len(delivery.parts)
-        part = delivery.parts[delivery.start_index] if in_range else None
-        await auditor.record(
-            delivery_failure(
-                delivery,
-                part,
-                outcome="expired",
-                message="expired: older than the channel's max age before it could be sent",
-                terminal=True,
-            )
-        )
+def expired_failure(delivery: Delivery) -> FailureReport:
+    """The audit record of a reply the expirer ended (older than its channel's max age)."""
+    in_range = 0 <= delivery.start_index < len(delivery.parts)
+    part = delivery.parts[delivery.start_index] if in_range else None
+    return delivery_failure(
+        delivery,
+        part,
+        outcome="expired",
+        message="expired: older than the channel's max age before it could be sent",
+        terminal=True,
+    )
 
 
 def worker_failure(delivery: Delivery, error: BaseException, worker_id: str) -> FailureReport:
@@ -124,7 +99,7 @@ def worker_failure(delivery: Delivery, error: BaseException, worker_id: str) -> 
         thread_id=delivery.thread_id,
         resource_id=delivery.resource_id,
         correlation_id=delivery.correlation_id,
-        attempt=delivery.attempts,
+        attempt=delivery.run,
         error=error,
         terminal=False,
         worker_id=worker_id,

@@ -33,6 +33,27 @@ def insert_failure(row: dict[str, Any]) -> Unit[int]:
     return unit
 
 
+def insert_failure_within(tx: Tx, row: dict[str, Any]) -> int | None:
+    """Store ``row`` inside the caller's unit of work, next to the change it explains.
+
+    The insert runs in a savepoint of its own: if the audit table refuses the row (dropped by
+    a botched manual migration, say), only the insert is undone, the row goes to the log, and
+    the caller's state change still commits, because recording a failure must never stop the
+    work. A lost connection still fails the whole unit (the rollback raises).
+    """
+    tx.execute_script("SAVEPOINT relaybox_audit_row")
+    try:
+        stored = tx.fetch_one("insert_failure", row)
+    except Exception as error:  # noqa: BLE001 - undone below and logged whole
+        tx.execute_script("ROLLBACK TO SAVEPOINT relaybox_audit_row")
+        tx.execute_script("RELEASE SAVEPOINT relaybox_audit_row")
+        log_unrecorded(row, f"{type(error).__name__}: {message_of(error)}")
+        return None
+    tx.execute_script("RELEASE SAVEPOINT relaybox_audit_row")
+    assert stored is not None  # INSERT ... RETURNING always answers
+    return int(stored["id"])
+
+
 class FailureAuditor:
     """Records failures for one store; used by the worker and by :func:`record_job_failure`."""
 
@@ -70,6 +91,15 @@ class FailureAuditor:
         except Exception as error:  # noqa: BLE001 - recording a failure must never raise
             log_unrecorded(row, f"{type(error).__name__}: {message_of(error)}")
         return None
+
+    def row(self, report: FailureReport) -> dict[str, Any]:
+        """The ``job_failures`` row for ``report`` (never raises).
+
+        For a unit that stores the row together with the state change it explains (the
+        worker's give-up, release and expiry: see ``outbox/transitions.py``); if that unit
+        fails, pass the row to :func:`log_unrecorded`.
+        """
+        return self._row(report)
 
     def _row(self, report: FailureReport) -> dict[str, Any]:
         try:

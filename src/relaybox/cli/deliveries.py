@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from relaybox.cli.app import JsonOption, fail, inspected, opened, out, print_json
-from relaybox.models import Status
+from relaybox.models import Delivery, Status
 from relaybox.outbox import inspect, transitions
+from relaybox.outbox.events import operator
 
 deliveries_app = typer.Typer(
     help="List, inspect, cancel and re-send deliveries.", no_args_is_help=True
@@ -57,6 +59,9 @@ def list_command(
     if as_json:
         print_json([d.to_json() for d in rows])
         return
+    if not rows:
+        out.print("no deliveries match" + (" these filters" if status or thread or channel else ""))
+        return
     table = Table(
         "id", "status", "channel", "thread", "to", "sent", "attempts", "created (UTC)", "last error"
     )
@@ -68,9 +73,9 @@ def list_command(
             d.thread_id,
             d.recipient,
             f"{d.start_index}/{d.part_count}",
-            str(d.attempts),
+            f"{d.attempts}/{d.max_attempts}" + (f" (run {d.run})" if d.runs_before else ""),
             when(d.created_at),
-            (d.last_error or "")[:60],
+            d.last_error or "",
         )
     out.print(table)
 
@@ -85,26 +90,38 @@ def show_command(
     with inspected(ctx) as (store, _config):
         d = store.read_sync(inspect.get_delivery(delivery_id))
         attempts = store.read_sync(inspect.attempts_of(delivery_id))
+        events = store.read_sync(inspect.events_of(delivery_id))
     if as_json:
-        print_json({**d.to_json(), "attempts": [a.to_json() for a in attempts]})
+        print_json(
+            {
+                **d.to_json(),
+                "attempt_log": [a.to_json() for a in attempts],
+                "events": [e.to_json() for e in events],
+            }
+        )
         return
-    out.print(f"[bold]delivery {d.id}[/]  {d.status}  {d.channel}/{d.thread_id} -> {d.recipient}")
     out.print(
-        f"reply key {d.reply_key}   correlation {d.correlation_id}   resource {d.resource_id}"
+        f"[bold]delivery {d.id}[/]  {d.status}  {escape(d.channel)}/{escape(d.thread_id)}"
+        f" -> {escape(d.recipient)}"
+    )
+    out.print(
+        f"reply key {d.reply_key}   correlation {d.correlation_id}   resource {d.resource_id}",
+        markup=False,
     )
     out.print(
         f"cursor (start_index) {d.start_index}/{d.part_count}   attempts "
-        f"{d.attempts}/{d.max_attempts}   created {when(d.created_at)}   "
+        f"{d.attempts}/{d.max_attempts} (run {d.run})   created {when(d.created_at)}   "
         f"finished {when(d.finished_at)}"
     )
     if d.expires_at:
         out.print(f"expires {when(d.expires_at)}")
     if d.lease_owner:
         out.print(
-            f"leased by {d.lease_owner} (epoch {d.lease_epoch}) until {when(d.lease_expires_at)}"
+            f"leased by {escape(d.lease_owner)} (epoch {d.lease_epoch}) until"
+            f" {when(d.lease_expires_at)}"
         )
     if d.last_error:
-        out.print(f"[red]last error:[/] {d.last_error}")
+        out.print(f"[red]last error:[/] {escape(d.last_error)}")
     parts = Table("#", "guid", "outcome", "message id", "sent (UTC)", "text", title="parts")
     for p in d.parts:
         parts.add_row(
@@ -113,7 +130,7 @@ def show_command(
             p.outcome or "-",
             p.transport_message_id or "-",
             when(p.sent_at),
-            p.body[:50],
+            Text(p.body[:200]),
         )
     out.print(parts)
     table = Table("at (UTC)", "run", "part", "worker", "outcome", "ms", "error", title="attempts")
@@ -122,12 +139,20 @@ def show_command(
             when(a.started_at),
             str(a.attempt),
             "-" if a.part_index is None else str(a.part_index + 1),
-            a.worker_id,
+            Text(a.worker_id),
             a.outcome,
             "-" if a.latency_ms is None else f"{a.latency_ms:.1f}",
-            (a.error or "")[:70],
+            Text(a.error or ""),
         )
-    out.print(table)
+    out.print(table if attempts else "no attempts yet")
+    if events:
+        log = Table("at (UTC)", "event", "by", "run", "status", "detail", title="events")
+        for e in events:
+            by = e.actor + (f" (1 of {e.action_count})" if e.action_count > 1 else "")
+            change = f"{e.from_status or '?'} -> {e.to_status or '?'}"
+            run = "-" if e.run is None else str(e.run)
+            log.add_row(when(e.at), e.kind, Text(by), run, change, Text(e.detail or ""))
+        out.print(log)
 
 
 @deliveries_app.command("cancel")
@@ -139,9 +164,12 @@ def cancel_command(
     ),
     as_json: JsonOption = False,
 ) -> None:
-    """Cancel a queued delivery (a sending one stops before its next part)."""
+    """Cancel a queued delivery (a sending one stops before its next part).
+
+    Recorded as a ``cancelled`` event (who, when, why) shown by ``relaybox trace``.
+    """
     with opened(ctx) as (store, _config):
-        d = store.run_sync(transitions.cancel(delivery_id, reason))
+        d = store.run_sync(transitions.cancel(delivery_id, reason, by=operator()))
     if as_json:
         print_json(d.to_json())
         return
@@ -154,8 +182,14 @@ def retry_command(
     delivery_id: Annotated[int, typer.Argument(help="Delivery id.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Send a failed, expired or parked (unknown) delivery again, from its cursor."""
-    _requeue(ctx, delivery_id, skip=0, reason="retried by operator", as_json=as_json)
+    """Send a failed, expired or parked (unknown) delivery again, from its cursor.
+
+    The attempt budget starts again; run numbers keep counting. Recorded as a ``retried``
+    event shown by ``relaybox trace``.
+    """
+    with opened(ctx) as (store, _config):
+        d = store.run_sync(transitions.retry(delivery_id, by=operator()))
+    _print_requeued(d, as_json)
 
 
 @deliveries_app.command("resolve")
@@ -163,31 +197,30 @@ def resolve_command(
     ctx: typer.Context,
     delivery_id: Annotated[int, typer.Argument(help="Delivery id.")],
     arrived: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--arrived/--not-arrived", help="Whether the ambiguous part reached the user."
+            "--arrived/--not-arrived",
+            help="Whether the ambiguous part reached the user (required: say which).",
+            show_default=False,
         ),
-    ],
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Settle a parked (unknown) delivery: did its ambiguous part arrive? Then continue."""
-    with inspected(ctx) as (store, _config):
-        current = store.read_sync(inspect.get_delivery(delivery_id))
-    if current.status is not Status.UNKNOWN:
-        raise fail(f"delivery {delivery_id} is {current.status}, not unknown; nothing to resolve")
-    reason = "operator: ambiguous part " + ("arrived" if arrived else "did not arrive")
-    _requeue(ctx, delivery_id, skip=1 if arrived else 0, reason=reason, as_json=as_json)
+    """Settle a parked (unknown) delivery: did its ambiguous part arrive? Then continue.
 
-
-def _requeue(
-    ctx: typer.Context, delivery_id: int, *, skip: int, reason: str, as_json: bool
-) -> None:
-    with opened(ctx) as (store, _config):
-        d = store.run_sync(
-            transitions.requeue(
-                delivery_id, skip_parts=skip, reason=f"{reason} at {time.time():.0f}"
-            )
+    Recorded as a ``resolved`` event shown by ``relaybox trace``.
+    """
+    if arrived is None:
+        raise fail(
+            "say whether the ambiguous part reached the user: --arrived (it did: continue"
+            " with the next part) or --not-arrived (it did not: send it again, same GUID)"
         )
+    with opened(ctx) as (store, _config):
+        d = store.run_sync(transitions.resolve(delivery_id, arrived=arrived, by=operator()))
+    _print_requeued(d, as_json)
+
+
+def _print_requeued(d: Delivery, as_json: bool) -> None:
     if as_json:
         print_json(d.to_json())
         return

@@ -7,38 +7,31 @@ console adds only who asked, and a nudge to its change feed so open pages update
 from __future__ import annotations
 
 from relaybox.console.app import ConsoleState
-from relaybox.errors import InvalidState
-from relaybox.models import Delivery, Status
-from relaybox.outbox import inspect, transitions
+from relaybox.models import Delivery
+from relaybox.outbox import transitions
+from relaybox.outbox.events import Actor
 
 
 async def cancel(state: ConsoleState, delivery_id: int, who: str, reason: str = "") -> Delivery:
     why = f"cancelled by {who}" + (f": {reason}" if reason else "")
-    done = await state.store.run(transitions.cancel(delivery_id, why))
+    done = await state.store.run(transitions.cancel(delivery_id, why, by=_actor(who)))
     state.feed.wake()
     return done
 
 
 async def retry(state: ConsoleState, delivery_id: int, who: str) -> Delivery:
-    done = await state.store.run(transitions.requeue(delivery_id, reason=f"retried by {who}"))
+    done = await state.store.run(transitions.retry(delivery_id, by=_actor(who)))
     state.feed.wake()
     return done
 
 
 async def resolve(state: ConsoleState, delivery_id: int, who: str, arrived: bool) -> Delivery:
     """Settle a parked (unknown) delivery: did its ambiguous part reach the user?"""
-    current = await state.store.read(inspect.get_delivery(delivery_id))
-    if current.status is not Status.UNKNOWN:
-        raise InvalidState(
-            f"delivery {delivery_id} is {current.status}, not unknown; nothing to resolve"
-        )
-    verdict = "arrived" if arrived else "did not arrive"
-    done = await state.store.run(
-        transitions.requeue(
-            delivery_id,
-            skip_parts=1 if arrived else 0,
-            reason=f"resolved by {who}: ambiguous part {verdict}",
-        )
-    )
+    done = await state.store.run(transitions.resolve(delivery_id, arrived=arrived, by=_actor(who)))
     state.feed.wake()
     return done
+
+
+def _actor(who: str) -> Actor:
+    """Console actions are recorded as ``console:<user>`` delivery events."""
+    return Actor(f"console:{who}")

@@ -20,6 +20,7 @@ from relaybox.console.queries import count_matching, matching_ids
 from relaybox.errors import InvalidState, NotFound
 from relaybox.models import Status
 from relaybox.outbox import transitions
+from relaybox.outbox.events import Actor
 from relaybox.store import Store, Tx
 from relaybox.store.base import Unit
 
@@ -93,6 +94,8 @@ def run_bulk(
     if dry_run:
         return BulkResult(str(action), where.describe(), total, 0, 0, True)
     changed = skipped = 0
+    # One action: every delivery's event carries its id and how many it covered.
+    actor = Actor.bulk(f"console:{who}", max(1, total))
     for status in statuses:
         narrowed = where.with_status(status)
         before: int | None = None
@@ -101,7 +104,7 @@ def run_bulk(
             if not ids:
                 break
             before = ids[-1]
-            done = store.run_sync(_apply_batch(action, ids, who))
+            done = store.run_sync(_apply_batch(action, ids, actor))
             changed += done
             skipped += len(ids) - done
             if progress is not None:
@@ -109,12 +112,12 @@ def run_bulk(
     return BulkResult(str(action), where.describe(), total, changed, skipped, False)
 
 
-def _apply_batch(action: BulkAction, ids: list[int], who: str) -> Unit[int]:
+def _apply_batch(action: BulkAction, ids: list[int], actor: Actor) -> Unit[int]:
     def unit(tx: Tx) -> int:
         done = 0
         for delivery_id in ids:
             try:
-                apply_one(action, delivery_id, who)(tx)
+                apply_one(action, delivery_id, actor)(tx)
             except (InvalidState, NotFound):
                 continue  # it moved on since the preview: leave it be
             done += 1
@@ -123,8 +126,8 @@ def _apply_batch(action: BulkAction, ids: list[int], who: str) -> Unit[int]:
     return unit
 
 
-def apply_one(action: BulkAction, delivery_id: int, who: str) -> Unit[Any]:
-    """The single-delivery transition a bulk action is made of."""
+def apply_one(action: BulkAction, delivery_id: int, actor: Actor) -> Unit[Any]:
+    """The single-delivery transition a bulk action is made of (recorded as its event)."""
     if action is BulkAction.RETRY:
-        return transitions.requeue(delivery_id, reason=f"retried by {who} (bulk)")
-    return transitions.cancel(delivery_id, reason=f"cancelled by {who} (bulk)")
+        return transitions.retry(delivery_id, by=actor, note="bulk")
+    return transitions.cancel(delivery_id, reason=f"cancelled by {actor.who} (bulk)", by=actor)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from relaybox.errors import NotFound
 from relaybox.models import Attempt, Delivery, Part, Status
+from relaybox.outbox.events import DeliveryEvent
 from relaybox.store import Tx
 from relaybox.store.base import Unit
 
@@ -13,18 +16,8 @@ def get_delivery(delivery_id: int) -> Unit[Delivery]:
         row = tx.fetch_one("delivery_by_id", {"id": delivery_id})
         if row is None:
             raise NotFound(f"delivery {delivery_id} does not exist")
-        parts = tuple(
-            Part(
-                index=int(p["part_index"]),
-                guid=p["guid"],
-                body=p["body"],
-                outcome=p["outcome"],
-                transport_message_id=p["transport_message_id"],
-                sent_at=None if p["sent_at"] is None else float(p["sent_at"]),
-            )
-            for p in tx.fetch_all("parts_of_delivery", {"delivery_id": delivery_id})
-        )
-        return Delivery.from_row(row, parts)
+        rows = tx.fetch_all("parts_of_delivery", {"delivery_id": delivery_id})
+        return Delivery.from_row(row, tuple(_part(p) for p in rows))
 
     return unit
 
@@ -43,14 +36,42 @@ def list_deliveries(
             "channel": channel,
             "limit": limit,
         }
-        return [Delivery.from_row(r) for r in tx.fetch_all("list_deliveries", params)]
+        rows = tx.fetch_all("list_deliveries", params)
+        if not rows:
+            return []
+        # Every listed delivery with all its parts (one query), so --json shows them.
+        parts: dict[int, list[Part]] = {int(r["id"]): [] for r in rows}
+        for p in tx.fetch_all("parts_of_deliveries", {"ids": list(parts)}):
+            parts[int(p["delivery_id"])].append(_part(p))
+        return [Delivery.from_row(r, tuple(parts[int(r["id"])])) for r in rows]
 
     return unit
+
+
+def _part(row: dict[str, Any]) -> Part:
+    return Part(
+        index=int(row["part_index"]),
+        guid=row["guid"],
+        body=row["body"],
+        outcome=row["outcome"],
+        transport_message_id=row["transport_message_id"],
+        sent_at=None if row["sent_at"] is None else float(row["sent_at"]),
+    )
 
 
 def attempts_of(delivery_id: int) -> Unit[list[Attempt]]:
     def unit(tx: Tx) -> list[Attempt]:
         rows = tx.fetch_all("attempts_of_delivery", {"delivery_id": delivery_id})
         return [Attempt.from_row(r) for r in rows]
+
+    return unit
+
+
+def events_of(delivery_id: int) -> Unit[list[DeliveryEvent]]:
+    """Operator actions and give-ups of one delivery, oldest first."""
+
+    def unit(tx: Tx) -> list[DeliveryEvent]:
+        rows = tx.fetch_all("events_of_delivery", {"delivery_id": delivery_id})
+        return [DeliveryEvent.from_row(r) for r in rows]
 
     return unit

@@ -8,18 +8,29 @@ transitions (cancel, requeue) are guarded by the statuses they apply to.
                         |  \\--release (retry later, wait, shutdown)--> queued
                         \\--finish--> failed | expired | unknown
     queued|sending --cancel--> cancelled          (supersede: queued, not started)
-    failed|unknown|expired --requeue (operator)--> queued
+    failed|unknown|expired --requeue (operator: retry, resolve)--> queued
+
+Every transition that is a decision rather than a send (an operator's cancel, retry or resolve;
+a worker's give-up, park or expiry; a worker decision that found its lease taken over) appends
+a ``delivery_events`` row, and a worker's failure its ``job_failures`` audit row, **in the same
+unit** as the write it explains (see ``outbox/events.py``): a crash cannot separate them, and a
+decision whose fenced write changed nothing is recorded as ``lease_lost``, not as what it
+would have been.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from relaybox.audit.recorder import insert_failure_within
 from relaybox.errors import InvalidState, NotFound
 from relaybox.models import Delivery, Part, Status
+from relaybox.outbox.events import API, Actor, EventKind, record_event
+from relaybox.outbox.inspect import get_delivery
 from relaybox.store import Tx
 from relaybox.store.base import Unit
 
@@ -239,6 +250,9 @@ def _ack_arrays(sent: list[SentPart], now: float) -> dict[str, Any]:
     }
 
 
+FailureRow = dict[str, Any]  # a job_failures row, built by audit.record.to_row before the unit
+
+
 def release(
     lease: Lease,
     *,
@@ -247,59 +261,167 @@ def release(
     error: str | None,
     clear_in_flight: bool,
     attempt: AttemptRecord | None = None,
+    failure: FailureRow | None = None,
 ) -> Unit[bool]:
-    """Unit: give the delivery back to the queue, available after ``delay_seconds``."""
+    """Unit: give the delivery back to the queue, available after ``delay_seconds``.
+
+    ``failure`` (the audit row of the failed attempt) is stored with it; if the lease was lost
+    it is stored as ``LeaseLost`` instead and a ``lease_lost`` event explains why nothing moved.
+    """
 
     def unit(tx: Tx) -> bool:
         now = time.time()
-        released = tx.execute(
-            "release_delivery",
-            {
-                "id": lease.delivery_id,
-                "epoch": lease.epoch,
-                "available_at": now + delay_seconds,
-                "refund": 1 if refund_attempt else 0,
-                "clear_in_flight": clear_in_flight,
-                "error": error,
-                "now": now,
-            },
+        released = (
+            tx.execute(
+                "release_delivery",
+                {
+                    "id": lease.delivery_id,
+                    "epoch": lease.epoch,
+                    "available_at": now + delay_seconds,
+                    "refund": 1 if refund_attempt else 0,
+                    "clear_in_flight": clear_in_flight,
+                    "error": error,
+                    "now": now,
+                },
+            )
+            == 1
         )
         if attempt is not None:
             tx.execute("insert_attempt", attempt.params())
-        return released == 1
+        _record_failure(tx, failure, released)
+        if not released and (attempt is not None or failure is not None):
+            _lease_lost(tx, lease, attempt, f"would have retried later: {error or '-'}", now)
+        return released
 
     return unit
 
 
+_FINAL_EVENTS = {
+    Status.FAILED: EventKind.GAVE_UP,
+    Status.UNKNOWN: EventKind.PARKED,
+    Status.EXPIRED: EventKind.EXPIRED,
+}
+
+
 def finish(
-    lease: Lease, status: Status, error: str, attempt: AttemptRecord | None = None
+    lease: Lease,
+    status: Status,
+    error: str,
+    attempt: AttemptRecord | None = None,
+    *,
+    failure: FailureRow | None = None,
+    by: str | None = None,
 ) -> Unit[bool]:
-    """Unit: end the run in a final status (failed, expired or unknown)."""
-    if status not in (Status.FAILED, Status.EXPIRED, Status.UNKNOWN):
+    """Unit: end the run in a final status (failed, expired or unknown).
+
+    Writes, with the status, the ``gave_up``/``parked``/``expired`` event (by ``by``, default
+    the attempt's worker) and the ``failure`` audit row. If the fenced write changed nothing
+    (the lease was taken over), the event is ``lease_lost`` and the audit row says so.
+    """
+    if status not in _FINAL_EVENTS:
         raise ValueError(f"finish() does not lead to {status}")
 
     def unit(tx: Tx) -> bool:
+        now = time.time()
         params = {
             "id": lease.delivery_id,
             "epoch": lease.epoch,
             "status": str(status),
             "error": error,
-            "now": time.time(),
+            "now": now,
         }
         done = tx.execute("finish_delivery", params) == 1
         if attempt is not None:
             tx.execute("insert_attempt", attempt.params())
-        return done
+        _record_failure(tx, failure, done)
+        if not done:
+            _lease_lost(tx, lease, attempt, f"would have been {status}: {error}", now, by)
+            return False
+        current = _load(tx, lease.delivery_id)
+        record_event(
+            tx,
+            delivery_id=current.id,
+            correlation_id=current.correlation_id,
+            kind=_FINAL_EVENTS[status],
+            actor=Actor(by or (attempt.worker_id if attempt else "worker")),
+            from_status=str(Status.SENDING),
+            to_status=str(status),
+            run=current.run,
+            detail=error,
+            at=now,
+        )
+        return True
 
     return unit
 
 
-def cancel(delivery_id: int, reason: str = "cancelled by operator") -> Unit[Delivery]:
-    """Unit: cancel a queued (or sending) delivery; a worker holding it stops at its next write."""
+def _record_failure(tx: Tx, failure: FailureRow | None, applied: bool) -> None:
+    if failure is None:
+        return
+    if not applied:
+        failure = {
+            **failure,
+            "error_type": "LeaseLost",
+            "terminal": False,
+            "message": "lease lost before this was recorded, so it was not applied"
+            f" (another worker holds the delivery): {failure.get('message') or ''}",
+        }
+    insert_failure_within(tx, failure)
+
+
+def _lease_lost(
+    tx: Tx,
+    lease: Lease,
+    attempt: AttemptRecord | None,
+    detail: str,
+    now: float,
+    by: str | None = None,
+) -> None:
+    row = tx.fetch_one("delivery_by_id", {"id": lease.delivery_id})
+    if row is None:  # pruned meanwhile: nothing left to explain
+        return
+    current = Delivery.from_row(row)
+    record_event(
+        tx,
+        delivery_id=current.id,
+        correlation_id=current.correlation_id,
+        kind=EventKind.LEASE_LOST,
+        actor=Actor(by or (attempt.worker_id if attempt else "worker")),
+        from_status=None,
+        to_status=str(current.status),
+        run=attempt.attempt if attempt else None,
+        detail=f"lease epoch {lease.epoch} no longer held (now {current.status}, epoch"
+        f" {current.lease_epoch}); {detail}",
+        at=now,
+    )
+
+
+def cancel(
+    delivery_id: int, reason: str = "cancelled by operator", *, by: Actor = API
+) -> Unit[Delivery]:
+    """Unit: cancel a queued (or sending) delivery; a worker holding it stops at its next write.
+
+    Records a ``cancelled`` event by ``by`` in the same transaction.
+    """
 
     def unit(tx: Tx) -> Delivery:
-        if tx.execute("cancel_delivery", {"id": delivery_id, "now": time.time(), "reason": reason}):
-            return _load(tx, delivery_id)
+        before = _load(tx, delivery_id)
+        now = time.time()
+        if tx.execute("cancel_delivery", {"id": delivery_id, "now": now, "reason": reason}):
+            after = _load(tx, delivery_id)
+            record_event(
+                tx,
+                delivery_id=delivery_id,
+                correlation_id=after.correlation_id,
+                kind=EventKind.CANCELLED,
+                actor=by,
+                from_status=str(before.status),
+                to_status=str(after.status),
+                run=after.run,
+                detail=reason,
+                at=now,
+            )
+            return after
         current = _load(tx, delivery_id)
         raise InvalidState(
             f"delivery {delivery_id} is already {current.status}; only queued or sending"
@@ -309,22 +431,45 @@ def cancel(delivery_id: int, reason: str = "cancelled by operator") -> Unit[Deli
     return unit
 
 
-def requeue(delivery_id: int, *, skip_parts: int = 0, reason: str) -> Unit[Delivery]:
+def requeue(
+    delivery_id: int,
+    *,
+    skip_parts: int = 0,
+    reason: str,
+    by: Actor = API,
+    kind: EventKind = EventKind.RETRIED,
+) -> Unit[Delivery]:
     """Unit (operator): send a failed, expired or parked delivery again from its cursor.
 
-    ``skip_parts=1`` on an ``unknown`` delivery says "the ambiguous part did arrive".
+    ``skip_parts=1`` on an ``unknown`` delivery says "the ambiguous part did arrive". The
+    attempt budget starts again, the run number keeps counting, and a ``kind`` event (by
+    ``by``) is written in the same transaction. Prefer :func:`retry` and :func:`resolve`.
     """
 
     def unit(tx: Tx) -> Delivery:
         current = _load(tx, delivery_id)
         if current.start_index + skip_parts > current.part_count:
             raise InvalidState(f"delivery {delivery_id} has no part left to skip")
-        params = {"id": delivery_id, "now": time.time(), "skip_parts": skip_parts, "reason": reason}
+        now = time.time()
+        params = {"id": delivery_id, "now": now, "skip_parts": skip_parts, "reason": reason}
         if tx.execute("requeue_delivery", params) == 1:
             if current.start_index + skip_parts == current.part_count:
                 # every part is accounted for: nothing left to send
-                tx.execute("finish_requeued_as_delivered", {"id": delivery_id, "now": time.time()})
-            return _load(tx, delivery_id)
+                tx.execute("finish_requeued_as_delivered", {"id": delivery_id, "now": now})
+            after = _load(tx, delivery_id)
+            record_event(
+                tx,
+                delivery_id=delivery_id,
+                correlation_id=after.correlation_id,
+                kind=kind,
+                actor=by,
+                from_status=str(current.status),
+                to_status=str(after.status),
+                run=current.run,
+                detail=reason,
+                at=now,
+            )
+            return after
         raise InvalidState(
             f"delivery {delivery_id} is {current.status}; only failed, unknown or expired"
             " deliveries can be sent again"
@@ -333,11 +478,75 @@ def requeue(delivery_id: int, *, skip_parts: int = 0, reason: str) -> Unit[Deliv
     return unit
 
 
-def expire_stale(now: float | None = None) -> Unit[list[dict[str, Any]]]:
-    """Unit: expire queued replies past their max age; returns the expired rows."""
+def retry(delivery_id: int, *, by: Actor, note: str | None = None) -> Unit[Delivery]:
+    """Unit (operator): send a failed, expired or parked delivery again, from its cursor."""
+    reason = f"retried by {by.who}" + (f": {note}" if note else "")
+    return requeue(delivery_id, reason=reason, by=by, kind=EventKind.RETRIED)
+
+
+def resolve(
+    delivery_id: int, *, arrived: bool, by: Actor, note: str | None = None
+) -> Unit[Delivery]:
+    """Unit (operator): settle a parked (``unknown``) delivery, then continue.
+
+    ``arrived=True``: the ambiguous part reached the user, continue after it;
+    ``arrived=False``: it did not, send it again (same GUID).
+    """
+    what = "arrived" if arrived else "did not arrive"
+    reason = f"resolved by {by.who}: ambiguous part {what}" + (f"; {note}" if note else "")
+    requeued = requeue(
+        delivery_id,
+        skip_parts=1 if arrived else 0,
+        reason=reason,
+        by=by,
+        kind=EventKind.RESOLVED,
+    )
+
+    def unit(tx: Tx) -> Delivery:
+        current = _load(tx, delivery_id)
+        if current.status is not Status.UNKNOWN:
+            raise InvalidState(
+                f"delivery {delivery_id} is {current.status}, not unknown; nothing to resolve"
+            )
+        return requeued(tx)
+
+    return unit
+
+
+def expire_stale(
+    now: float | None = None,
+    *,
+    by: str = "expirer",
+    failure_of: Callable[[Delivery], FailureRow | None] | None = None,
+) -> Unit[list[dict[str, Any]]]:
+    """Unit: expire queued replies past their max age; returns the expired rows.
+
+    Each gets an ``expired`` event (by ``by``) and, with ``failure_of``, its audit row, in
+    the same transaction.
+    """
 
     def unit(tx: Tx) -> list[dict[str, Any]]:
-        return tx.fetch_all("expire_stale_queued", {"now": time.time() if now is None else now})
+        at = time.time() if now is None else now
+        rows = tx.fetch_all("expire_stale_queued", {"now": at})
+        for row in rows:
+            delivery_id = int(row["id"])
+            record_event(
+                tx,
+                delivery_id=delivery_id,
+                correlation_id=row["correlation_id"],
+                kind=EventKind.EXPIRED,
+                actor=Actor(by),
+                from_status=str(Status.QUEUED),
+                to_status=str(Status.EXPIRED),
+                run=int(row["runs_before"] or 0) + int(row["attempts"]),
+                detail="older than the channel's max age before it could be sent",
+                at=at,
+            )
+            if failure_of is not None:
+                failure = failure_of(get_delivery(delivery_id)(tx))
+                if failure is not None:
+                    insert_failure_within(tx, failure)
+        return rows
 
     return unit
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from relaybox.store import Tx
-from relaybox.trace import TraceEvent
+from relaybox.timeline import RANK_STEPS, TimelineSource, TraceEvent
 
 
 def step_trace_events(tx: Tx, correlation_id: str) -> list[TraceEvent]:
@@ -28,3 +28,6 @@ def step_trace_events(tx: Tx, correlation_id: str) -> list[TraceEvent]:
 def _short(text: object, limit: int = 160) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+SOURCE = TimelineSource("steps", RANK_STEPS, step_trace_events)

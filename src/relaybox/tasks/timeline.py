@@ -6,7 +6,7 @@ import json
 
 from relaybox.store import Tx
 from relaybox.tasks.models import TaskEvent
-from relaybox.trace import TraceEvent
+from relaybox.timeline import RANK_TASKS, TimelineSource, TraceEvent
 
 
 def task_trace_events(tx: Tx, correlation_id: str) -> list[TraceEvent]:
@@ -32,3 +32,6 @@ def task_trace_events(tx: Tx, correlation_id: str) -> list[TraceEvent]:
 def _short(text: object, limit: int = 160) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+SOURCE = TimelineSource("tasks", RANK_TASKS, task_trace_events)

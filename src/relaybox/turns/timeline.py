@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from relaybox.store import Tx
-from relaybox.trace import TraceEvent
+from relaybox.timeline import RANK_TURNS, TimelineSource, TraceEvent
 
 
 def turn_trace_events(tx: Tx, correlation_id: str) -> list[TraceEvent]:
@@ -28,3 +28,6 @@ def turn_trace_events(tx: Tx, correlation_id: str) -> list[TraceEvent]:
 def _short(text: object, limit: int = 160) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+SOURCE = TimelineSource("turns", RANK_TURNS, turn_trace_events)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from relaybox.audit.deliveries import record_expired
+from relaybox.audit.deliveries import expired_failure
 from relaybox.audit.recorder import FailureAuditor
 from relaybox.clock import SYSTEM, Clock
 from relaybox.outbox import transitions as tr
@@ -19,21 +19,28 @@ log = logging.getLogger("relaybox.worker")
 
 
 def expirer_service(
-    store: Store, interval: float, audit: FailureAuditor | None = None, clock: Clock = SYSTEM
+    store: Store,
+    interval: float,
+    audit: FailureAuditor | None = None,
+    clock: Clock = SYSTEM,
+    *,
+    by: str = "expirer",
 ) -> Service:
     async def body() -> None:
-        await expire_once(store, audit, clock)
+        await expire_once(store, audit, clock, by=by)
 
     return Service("expirer", body, every=interval, clock=clock)
 
 
 async def expire_once(
-    store: Store, audit: FailureAuditor | None = None, clock: Clock = SYSTEM
+    store: Store, audit: FailureAuditor | None = None, clock: Clock = SYSTEM, *, by: str = "expirer"
 ) -> int:
-    """One pass: expire what is past its max age; returns how many replies expired."""
-    expired = await store.run(tr.expire_stale(clock.now()))
+    """One pass: expire what is past its max age; returns how many replies expired.
+
+    The expiry, its ``expired`` events (by ``by``) and its audit rows are one transaction.
+    """
+    failure_of = None if audit is None else (lambda d: audit.row(expired_failure(d)))
+    expired = await store.run(tr.expire_stale(clock.now(), by=by, failure_of=failure_of))
     for row in expired:
         log.info("delivery %s expired before it could be sent", row["id"])
-    if audit is not None and expired:
-        await record_expired(audit, [int(row["id"]) for row in expired])
     return len(expired)

@@ -12,16 +12,18 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from relaybox.audit.deliveries import delivery_failure
-from relaybox.audit.recorder import FailureAuditor
+from relaybox.audit.recorder import FailureAuditor, log_unrecorded
 from relaybox.config import ChannelConfig
-from relaybox.errors import StoreUnavailable
+from relaybox.errors import StoreConnectionLost, StoreUnavailable
 from relaybox.models import Delivery, Outcome, Part, Status
 from relaybox.outbox import transitions as tr
 from relaybox.outbox.backoff import retry_delay
 from relaybox.outbox.conversations import AdmitConversation
 from relaybox.store import Store
+from relaybox.store.base import Unit
 from relaybox.transports.base import (
     AmbiguousSend,
     NotSent,
@@ -226,8 +228,10 @@ class DeliveryRunner:
             error=f"{outcome}: {error}",
             clear_in_flight=True,
             attempt=self._attempt(part, started, outcome, str(error)),
+            failure=self._failure(
+                part, outcome, f"{outcome}: {error}", terminal=False, error=error
+            ),
         )
-        await self._audit(part, outcome, f"{outcome}: {error}", terminal=False, error=error)
         return False
 
     async def _retry_or_fail(
@@ -242,14 +246,20 @@ class DeliveryRunner:
         attempt = self._attempt(part, started, outcome, str(error))
         if self.d.attempts >= self.d.max_attempts:
             message = f"gave up after {self.d.attempts} attempts: {error}"
-            await self.ctx.store.run(tr.finish(self.lease, Status.FAILED, message, attempt))
-            await self._audit(part, outcome, message, terminal=True, error=error)
+            failure = self._failure(part, outcome, message, terminal=True, error=error)
+            await self._decide(
+                tr.finish(self.lease, Status.FAILED, message, attempt, failure=failure), failure
+            )
             return False
         delay = retry_delay(self.channel.retry, self.d.attempts)
         await self._release(
-            delay, refund=False, error=str(error), clear_in_flight=clear_in_flight, attempt=attempt
+            delay,
+            refund=False,
+            error=str(error),
+            clear_in_flight=clear_in_flight,
+            attempt=attempt,
+            failure=self._failure(part, outcome, str(error), terminal=False, error=error),
         )
-        await self._audit(part, outcome, str(error), terminal=False, error=error)
         return False
 
     # -- ambiguous sends ---------------------------------------------------------------
@@ -309,17 +319,18 @@ class DeliveryRunner:
         error: str | None,
         clear_in_flight: bool,
         attempt: tr.AttemptRecord | None = None,
+        failure: dict[str, Any] | None = None,
     ) -> None:
-        await self.ctx.store.run(
-            tr.release(
-                self.lease,
-                delay_seconds=delay,
-                refund_attempt=refund,
-                error=error,
-                clear_in_flight=clear_in_flight,
-                attempt=attempt,
-            )
+        unit = tr.release(
+            self.lease,
+            delay_seconds=delay,
+            refund_attempt=refund,
+            error=error,
+            clear_in_flight=clear_in_flight,
+            attempt=attempt,
+            failure=failure,
         )
+        await self._decide(unit, failure)
 
     async def _finish(
         self,
@@ -332,10 +343,10 @@ class DeliveryRunner:
     ) -> None:
         begun = time.time() if started is None else started
         attempt = self._attempt(part, begun, outcome, error)
-        await self.ctx.store.run(tr.finish(self.lease, status, error, attempt))
-        await self._audit(part, outcome, error, terminal=True)
+        failure = self._failure(part, outcome, error, terminal=True)
+        await self._decide(tr.finish(self.lease, status, error, attempt, failure=failure), failure)
 
-    async def _audit(
+    def _failure(
         self,
         part: Part,
         outcome: str,
@@ -343,19 +354,33 @@ class DeliveryRunner:
         *,
         terminal: bool,
         error: BaseException | None = None,
-    ) -> None:
-        """Record the failure in the audit log; never raises (the log is the fallback)."""
-        if self.ctx.audit is not None:
-            report = delivery_failure(
-                self.d,
-                part,
-                outcome=outcome,
-                message=message,
-                terminal=terminal,
-                worker_id=self.ctx.worker_id,
-                error=error,
-            )
-            await self.ctx.audit.record(report)
+    ) -> dict[str, Any] | None:
+        """The audit row (spec C3) of this failed attempt or decision, written with it."""
+        if self.ctx.audit is None:
+            return None
+        report = delivery_failure(
+            self.d,
+            part,
+            outcome=outcome,
+            message=message,
+            terminal=terminal,
+            worker_id=self.ctx.worker_id,
+            error=error,
+        )
+        return self.ctx.audit.row(report)
+
+    async def _decide(self, unit: Unit[bool], failure: dict[str, Any] | None) -> bool:
+        """Run a release/finish unit; if it fails, its audit row goes to the log instead."""
+        try:
+            return await self.ctx.store.run(unit)
+        except BaseException as error:
+            if failure is not None:
+                log_unrecorded(
+                    failure,
+                    f"the decision it explains was not stored: {type(error).__name__}: {error}",
+                    maybe_stored=isinstance(error, StoreConnectionLost),
+                )
+            raise
 
     def _attempt(
         self,
@@ -367,7 +392,7 @@ class DeliveryRunner:
     ) -> tr.AttemptRecord:
         return tr.AttemptRecord(
             delivery_id=self.d.id,
-            attempt=self.d.attempts,
+            attempt=self.d.run,
             worker_id=self.ctx.worker_id,
             started_at=started,
             outcome=outcome,

@@ -110,7 +110,13 @@ class Worker:
         group = ServiceGroup()
         group.add(heartbeat_service(self.store, self._held.values, cfg.lease_seconds, self.clock))
         group.add(
-            expirer_service(self.store, cfg.expire_interval_seconds, self.auditor, self.clock)
+            expirer_service(
+                self.store,
+                cfg.expire_interval_seconds,
+                self.auditor,
+                self.clock,
+                by=self.worker_id,
+            )
         )
         pruner = pruner_service(self.store, self.config.retention, self._stop, self.clock)
         if pruner is not None:

@@ -30,3 +30,6 @@ ORDER BY id;
 
 -- name: trace_failures
 SELECT * FROM job_failures WHERE correlation_id = :correlation_id ORDER BY id;
+
+-- name: trace_delivery_events
+SELECT * FROM delivery_events WHERE correlation_id = :correlation_id ORDER BY id;

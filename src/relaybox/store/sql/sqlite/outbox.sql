@@ -202,7 +202,8 @@ WHERE id = :id AND status IN ('queued', 'sending');
 -- name: requeue_delivery
 -- Operator action: send a failed, expired or parked delivery again from its cursor.
 UPDATE deliveries
-SET status = 'queued', attempts = 0, available_at = :now, finished_at = NULL,
+SET status = 'queued', runs_before = runs_before + attempts, attempts = 0,
+    available_at = :now, finished_at = NULL,
     start_index = start_index + :skip_parts, in_flight_index = NULL, updated_at = :now,
     last_error = :reason
 WHERE id = :id AND status IN ('failed', 'unknown', 'expired');
@@ -213,8 +214,20 @@ UPDATE deliveries
 SET status = 'expired', finished_at = :now, updated_at = :now,
     last_error = 'expired: older than the channel''s max age before it could be sent'
 WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at < :now
-RETURNING id, correlation_id, attempts, start_index;
+RETURNING id, correlation_id, attempts, start_index, runs_before;
 
 -- name: finish_requeued_as_delivered
 UPDATE deliveries SET status = 'delivered', finished_at = :now, updated_at = :now
 WHERE id = :id AND status = 'queued' AND start_index >= part_count;
+
+-- name: insert_delivery_event
+-- Who decided what about a delivery (operator actions, give-ups); see outbox/events.py.
+INSERT INTO delivery_events (
+    delivery_id, correlation_id, at, kind, actor, from_status, to_status, run, detail,
+    action_id, action_count)
+VALUES (
+    :delivery_id, :correlation_id, :at, :kind, :actor, :from_status, :to_status, :run, :detail,
+    :action_id, :action_count);
+
+-- name: events_of_delivery
+SELECT * FROM delivery_events WHERE delivery_id = :delivery_id ORDER BY id;
