@@ -33,5 +33,5 @@ async def resolve(state: ConsoleState, delivery_id: int, who: str, arrived: bool
 
 
 def _actor(who: str) -> Actor:
-    """Console actions are recorded as ``console:<user>`` delivery events."""
-    return Actor(f"console:{who}")
+    """Console actions are delivery events by ``who`` (``console:<user>``)."""
+    return Actor(who)

@@ -95,7 +95,7 @@ def run_bulk(
         return BulkResult(str(action), where.describe(), total, 0, 0, True)
     changed = skipped = 0
     # One action: every delivery's event carries its id and how many it covered.
-    actor = Actor.bulk(f"console:{who}", max(1, total))
+    actor = Actor.bulk(who, max(1, total))
     for status in statuses:
         narrowed = where.with_status(status)
         before: int | None = None
