@@ -37,13 +37,17 @@ def list_deliveries(
             "limit": limit,
         }
         rows = tx.fetch_all("list_deliveries", params)
-        if not rows:
-            return []
-        # Every listed delivery with all its parts (one query), so --json shows them.
-        parts: dict[int, list[Part]] = {int(r["id"]): [] for r in rows}
-        for p in tx.fetch_all("parts_of_deliveries", {"ids": list(parts)}):
-            parts[int(p["delivery_id"])].append(_part(p))
-        return [Delivery.from_row(r, tuple(parts[int(r["id"])])) for r in rows]
+        # Every listed delivery with its parts and their outcomes, so --json shows them.
+        return [
+            Delivery.from_row(
+                r,
+                tuple(
+                    _part(p)
+                    for p in tx.fetch_all("parts_of_delivery", {"delivery_id": int(r["id"])})
+                ),
+            )
+            for r in rows
+        ]
 
     return unit
 
