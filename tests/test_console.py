@@ -72,6 +72,24 @@ def test_overview_pages_and_api_agree_with_the_store(seeded: tuple[Store, dict[s
             assert client.get(f"{base}/", params={"window": window}).status_code == 200
 
 
+def test_cached_chart_buckets_give_the_same_charts(seeded: tuple[Store, dict[str, int]]):
+    import time
+
+    from relaybox.console.queries import ChartCache, charts
+
+    store, _ids = seeded
+    later = time.time() + 600  # the seeded rows sit in buckets that are final by then
+    for window in ("1h", "24h"):
+        cold = store.read_sync(charts(window, now=later))
+        cache = ChartCache()
+        filling = store.read_sync(charts(window, now=later, cache=cache))
+        warm = store.read_sync(charts(window, now=later, cache=cache))
+        assert cold == filling == warm
+        assert cache.get(cold.bucket_seconds, cold.since) is not None
+        surfaced = next(s for s in cold.series if s.name == "failures")
+        assert sum(surfaced.points) > 0
+
+
 def test_deliveries_filters_paging_and_detail(seeded: tuple[Store, dict[str, int]]):
     store, ids = seeded
     with console_server(store) as base, httpx.Client() as client:

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
@@ -38,6 +38,7 @@ from relaybox.console import auth
 from relaybox.console.auth import AuthSettings, Identity, Role
 from relaybox.console.filters import BadFilter
 from relaybox.console.live import ChangeFeed
+from relaybox.console.queries import ChartCache
 from relaybox.errors import InvalidState, NotFound, RelayboxError, StoreUnavailable
 from relaybox.store import Store
 
@@ -96,6 +97,7 @@ class ConsoleState:
     auth: AuthSettings
     feed: ChangeFeed
     templates: Environment
+    charts: ChartCache = field(default_factory=ChartCache)
 
 
 def create_app(

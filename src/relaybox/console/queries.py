@@ -9,6 +9,7 @@ store of 1M deliveries).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from relaybox.tasks import inspect as task_inspect
 
 WINDOWS = {"1h": 3600.0, "6h": 6 * 3600.0, "24h": 24 * 3600.0}
 BUCKETS = 60  # points per chart, whatever the window
+LAST_ID = 2**63 - 1  # "below this id": the first page of a newest-first list
 
 
 @dataclass(slots=True)
@@ -139,7 +141,8 @@ def deliveries_page(
         query = "console_deliveries_by_status"
 
     def unit(tx: Tx) -> DeliveryPage:
-        params = {**where.params(), "before_id": before_id, "limit": limit + 1}
+        first = LAST_ID if before_id is None else before_id
+        params = {**where.params(), "before_id": first, "limit": limit + 1}
         rows = [Delivery.from_row(r) for r in tx.fetch_all(query, params)]
         more = len(rows) > limit
         rows = rows[:limit]
@@ -167,7 +170,8 @@ def matching_ids(where: DeliveryFilter, before_id: int | None, limit: int) -> Un
         raise ValueError("matching_ids needs a status")
 
     def unit(tx: Tx) -> list[int]:
-        params = {**where.params(), "before_id": before_id, "limit": limit}
+        first = LAST_ID if before_id is None else before_id
+        params = {**where.params(), "before_id": first, "limit": limit}
         return [int(r["id"]) for r in tx.fetch_all("console_ids_by_status", params)]
 
     return unit
@@ -191,36 +195,88 @@ class Charts:
         return asdict(self)
 
 
-def charts(window: str, now: float | None = None) -> Unit[Charts]:
+@dataclass(frozen=True, slots=True)
+class BucketStats:
+    """What one chart bucket holds (counts, and enqueue-to-surfaced percentiles)."""
+
+    surfaced: float
+    failures: float
+    enqueued: float
+    finished: float
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class ChartCache:
+    """Buckets that can no longer change, kept between requests (one per console process).
+
+    A chart bucket is final once it ended ``FINAL_AFTER`` seconds ago (an attempt row is
+    written when its send ends, so a late row may still land in a bucket just closed). Later
+    requests then read only the newest buckets: the 24 h charts cost a 24-minute query
+    instead of a day's rows. Everything still comes from stored rows: a restarted console
+    rebuilds the cache on its first request.
+    """
+
+    FINAL_AFTER = 120.0
+
+    def __init__(self) -> None:
+        self._buckets: dict[tuple[float, float], BucketStats] = {}
+        self._lock = threading.Lock()
+
+    def get(self, bucket: float, start: float) -> BucketStats | None:
+        with self._lock:
+            return self._buckets.get((bucket, start))
+
+    def put(self, bucket: float, start: float, stats: BucketStats, now: float) -> None:
+        if start + bucket > now - self.FINAL_AFTER:
+            return  # not final yet
+        with self._lock:
+            self._buckets[(bucket, start)] = stats
+            if len(self._buckets) > 4 * BUCKETS * len(WINDOWS):
+                oldest = now - 2 * max(WINDOWS.values())
+                for key in [k for k in self._buckets if k[1] < oldest]:
+                    del self._buckets[key]
+
+
+def charts(window: str, now: float | None = None, cache: ChartCache | None = None) -> Unit[Charts]:
     """Unit (read): the overview's charts over ``window`` (1h, 6h or 24h), 60 points each.
 
     Everything comes from stored rows (attempts, failures, deliveries), so the charts survive
-    a restart of the console and cover what happened while it was down.
+    a restart of the console and cover what happened while it was down. Buckets sit on a
+    fixed grid (multiples of the bucket length), so a ``cache`` can keep the final ones.
     """
     span = WINDOWS[window]
+    bucket = span / BUCKETS
 
     def unit(tx: Tx) -> Charts:
         at = time.time() if now is None else now
-        since = at - span
-        bucket = span / BUCKETS
-        params = {"since": since, "bucket": bucket}
+        since = math.ceil(at / bucket) * bucket - span
+        starts = [since + i * bucket for i in range(BUCKETS)]
+        known: list[BucketStats | None] = [
+            None if cache is None else cache.get(bucket, start) for start in starts
+        ]
+        first = next((i for i, stats in enumerate(known) if stats is None), BUCKETS)
+        fresh = _read_buckets(tx, starts[first], bucket, BUCKETS - first) if first < BUCKETS else []
+        for offset, stats in enumerate(fresh):
+            index = first + offset
+            known[index] = stats
+            if cache is not None:
+                cache.put(bucket, starts[index], stats, at)
+        stats_list = [s for s in known if s is not None]
         per_minute = 60.0 / bucket
-        surfaced = _buckets(tx.fetch_all("console_chart_surfaced", params))
-        failures = _buckets(tx.fetch_all("console_chart_failures", params))
-        enqueued = _buckets(tx.fetch_all("console_chart_enqueued", params))
-        finished = _buckets(tx.fetch_all("console_chart_finished", params))
-        latencies: list[list[float]] = [[] for _ in range(BUCKETS)]
-        for r in tx.fetch_all("console_chart_latency", {"since": since}):
-            index = min(BUCKETS - 1, int((float(r["finished_at"]) - since) / bucket))
-            latencies[index].append(float(r["seconds"]))
         depth_now = tx.fetch_one("health_queue") or {}
-        depth = _depth(int(depth_now.get("depth") or 0), enqueued, finished)
+        depth = _depth(
+            int(depth_now.get("depth") or 0),
+            [s.enqueued for s in stats_list],
+            [s.finished for s in stats_list],
+        )
         series = [
-            Series("parts surfaced", "per minute", [n * per_minute for n in surfaced]),
-            Series("failures", "per minute", [n * per_minute for n in failures]),
-            Series("enqueue to surfaced p50", "seconds", [_pct(b, 50) for b in latencies]),
-            Series("enqueue to surfaced p95", "seconds", [_pct(b, 95) for b in latencies]),
-            Series("enqueue to surfaced p99", "seconds", [_pct(b, 99) for b in latencies]),
+            Series("parts surfaced", "per minute", [s.surfaced * per_minute for s in stats_list]),
+            Series("failures", "per minute", [s.failures * per_minute for s in stats_list]),
+            Series("enqueue to surfaced p50", "seconds", [s.p50 for s in stats_list]),
+            Series("enqueue to surfaced p95", "seconds", [s.p95 for s in stats_list]),
+            Series("enqueue to surfaced p99", "seconds", [s.p99 for s in stats_list]),
             Series("queue depth", "deliveries", [float(d) for d in depth]),
         ]
         return Charts(window, since, bucket, series)
@@ -228,14 +284,39 @@ def charts(window: str, now: float | None = None) -> Unit[Charts]:
     return unit
 
 
-def _buckets(rows: list[dict[str, Any]]) -> list[float]:
-    counts = [0.0] * BUCKETS
+def _read_buckets(tx: Tx, since: float, bucket: float, count: int) -> list[BucketStats]:
+    """The last ``count`` buckets of the grid, from ``since`` on (indexed range reads)."""
+    params = {"since": since, "bucket": bucket}
+    surfaced = _buckets(tx.fetch_all("console_chart_surfaced", params), count)
+    failures = _buckets(tx.fetch_all("console_chart_failures", params), count)
+    enqueued = _buckets(tx.fetch_all("console_chart_enqueued", params), count)
+    finished = _buckets(tx.fetch_all("console_chart_finished", params), count)
+    latencies: list[list[float]] = [[] for _ in range(count)]
+    for r in tx.fetch_all("console_chart_latency", {"since": since}):
+        index = min(count - 1, int((float(r["finished_at"]) - since) / bucket))
+        latencies[index].append(float(r["seconds"]))
+    return [
+        BucketStats(
+            surfaced[i],
+            failures[i],
+            enqueued[i],
+            finished[i],
+            _pct(latencies[i], 50),
+            _pct(latencies[i], 95),
+            _pct(latencies[i], 99),
+        )
+        for i in range(count)
+    ]
+
+
+def _buckets(rows: list[dict[str, Any]], count: int) -> list[float]:
+    counts = [0.0] * count
     for r in rows:
         index = int(r["b"])
-        if 0 <= index < BUCKETS:
+        if 0 <= index < count:
             counts[index] += float(r["n"])
-        elif index == BUCKETS:  # the very last instant rounds up into the next bucket
-            counts[BUCKETS - 1] += float(r["n"])
+        elif index >= count:  # a row stamped in the future (clock skew): the newest bucket
+            counts[count - 1] += float(r["n"])
     return counts
 
 

@@ -137,7 +137,8 @@ async def get_charts(
     request: Request, _who: Viewer, window: Literal["1h", "6h", "24h"] = "1h"
 ) -> Charts:
     """Throughput, failures, enqueue-to-surfaced percentiles and queue depth, 60 points."""
-    return await state_of(request).store.read(charts(window))
+    state = state_of(request)
+    return await state.store.read(charts(window, cache=state.charts))
 
 
 @router.get("/deliveries", responses=_READ)

@@ -64,9 +64,9 @@ async def overview_page(request: Request) -> Response:
     window = request.query_params.get("window", "1h")
     if window not in WINDOWS:
         raise filters.BadFilter(f"window must be one of: {', '.join(WINDOWS)}")
-    store = state_of(request).store
-    summary = await store.read(overview())
-    chart_data = await store.read(charts(window))
+    state = state_of(request)
+    summary = await state.store.read(overview())
+    chart_data = await state.store.read(charts(window, cache=state.charts))
     by_name = {s.name: s for s in chart_data.series}
     svgs = [
         line_chart([by_name["parts surfaced"]], "parts surfaced", window),
