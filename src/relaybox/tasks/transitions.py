@@ -565,6 +565,11 @@ def tick(
     actor = f"supervisor:{worker_id}"
 
     def unit(tx: Tx) -> TickReport:
+        held = tx.fetch_one("task_supervision")
+        if held is not None and held["holder"] != worker_id and held["lease_until"] >= now:
+            # Someone else supervises: a plain read, so a worker that is not the supervisor
+            # never waits on the lease row's lock (its batch may carry delivery writes).
+            return TickReport(leader=False)
         params = {"worker_id": worker_id, "now": now, "lease_until": now + lease_seconds}
         if tx.fetch_one("take_task_supervision", params) is None:
             return TickReport(leader=False)
