@@ -55,11 +55,23 @@ class TaskSupervisor:
 
     async def tick_once(self) -> tr.TickReport:
         current = self.settings.current
+        if await self.store.read(tr.supervised_by_another(self.worker_id, self.clock.now())):
+            report = tr.TickReport(leader=False)
+            self._note_leadership(report)
+            return report
         report = await self.store.run(
             tr.tick(
                 self.worker_id, self.clock.now(), self.lease(), current.scan_limit, self.channels
             )
         )
+        self._note_leadership(report)
+        for task_id, action in report.acted:
+            log.info("task %s: %s", task_id, action)
+        for task in report.ended:
+            await self._run_hooks(task)
+        return report
+
+    def _note_leadership(self, report: tr.TickReport) -> None:
         self.ticks += 1
         if report.leader != self.leader:
             log.info(
@@ -68,11 +80,6 @@ class TaskSupervisor:
                 "took over" if report.leader else "no longer holds",
             )
             self.leader = report.leader
-        for task_id, action in report.acted:
-            log.info("task %s: %s", task_id, action)
-        for task in report.ended:
-            await self._run_hooks(task)
-        return report
 
     async def _run_hooks(self, task: Task) -> None:
         for hook in self.hooks:

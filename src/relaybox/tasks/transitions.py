@@ -585,6 +585,24 @@ def tick(
     return unit
 
 
+def supervised_by_another(worker_id: str, now: float) -> Unit[bool]:
+    """Unit (read): whether another worker holds an unexpired supervisor lease.
+
+    The supervisor asks this on a read connection first, so the workers that do not supervise
+    never open a write transaction (on SQLite, never take the write lock) just to learn it.
+    """
+
+    def unit(tx: Tx) -> bool:
+        held = tx.fetch_one("task_supervision")
+        return bool(
+            held is not None
+            and held["holder"] not in (None, worker_id)
+            and held["lease_until"] >= now
+        )
+
+    return unit
+
+
 def release_supervision(worker_id: str) -> Unit[None]:
     """Unit: give up the supervisor lease (clean shutdown): another worker takes over now."""
 
