@@ -71,6 +71,7 @@ class WorkerProcess:
     concurrency: int
     process: subprocess.Popen[bytes] | None = None
     killed: bool = False
+    extra_args: tuple[str, ...] = ()  # more `relaybox worker` options (--log-format json, ...)
 
     def start(self) -> WorkerProcess:
         with self.log.open("ab") as log:
@@ -86,6 +87,7 @@ class WorkerProcess:
                     "worker",
                     "--concurrency",
                     str(self.concurrency),
+                    *self.extra_args,
                 ],
                 stdout=log,
                 stderr=log,

@@ -58,6 +58,7 @@ COMMANDS: dict[str, list[str] | None] = {
     "trace": ["trace", "{correlation}", "--json"],
     "gaps": ["gaps", "--older-than", "0s", "--json"],
     "health": ["health", "--json"],
+    "workers": ["workers", "--json"],
     "prune": ["prune", "--older-than", "30d", "--dry-run", "--json"],
     "steps list": ["steps", "list", "--json"],
     "steps show": ["steps", "show", "{step}", "--json"],
@@ -104,7 +105,8 @@ def _config(tmp_path: Path) -> Path:
     path.write_text(
         '[channels.mem]\ntransport = "memory"\n\n'
         '[channels.dead]\ntransport = "webhook"\nurl = "http://127.0.0.1:9/send"\n'
-        "max_attempts = 1\nsend_timeout_seconds = 2\n",
+        "max_attempts = 1\nsend_timeout_seconds = 2\n"
+        "max_age_seconds = 1\n",  # nothing listens: an outage, waited out until the max age
         encoding="utf-8",
     )
     return path
@@ -213,7 +215,10 @@ def test_every_command_runs_on_postgres(pg_url: str, tmp_path: Path) -> None:
         result = runner.invoke(
             app, ["--db", pg_url, "--config", str(config), *filled], env={"COLUMNS": "200"}
         )
-        if result.exit_code != 0 or result.exception is not None:
+        # health exits 2 for "unhealthy" (here: queued work and no live worker), still JSON.
+        allowed = (0, 2) if path == "health" else (0,)
+        crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+        if result.exit_code not in allowed or crashed:
             failed.append(f"{path}: exit {result.exit_code}: {result.output[-500:]}")
             continue
         json.loads(result.output)  # --json output is valid JSON
@@ -250,7 +255,7 @@ def test_worker_and_environment_url(pg_url: str, tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             listed = json.loads(cli("deliveries", "list", "--json").stdout)
-            if {d["status"] for d in listed} == {"delivered", "failed"}:
+            if {d["status"] for d in listed} == {"delivered", "expired"}:
                 break
             assert time.monotonic() < deadline, listed
             time.sleep(0.2)
@@ -260,4 +265,4 @@ def test_worker_and_environment_url(pg_url: str, tmp_path: Path) -> None:
     assert worker.returncode == 0, err
     assert "postgresql://" in out  # it says which store it works on
     failures = json.loads(cli("failures", "--json").stdout)
-    assert [f["job_id"] for f in failures] == [str(json.loads(dead.stdout)["id"])]
+    assert {f["job_id"] for f in failures} == {str(json.loads(dead.stdout)["id"])}

@@ -21,8 +21,8 @@ from relaybox.transports.base import (
     OutgoingPart,
     PermanentError,
     RateLimited,
+    ReceiverDown,
     SendResult,
-    TransientError,
     Transport,
     Unavailable,
 )
@@ -207,11 +207,11 @@ async def test_503_with_retry_after_is_unavailable(rx: LoopbackReceiver) -> None
 
 
 @pytest.mark.parametrize("headers", [{}, {"Retry-After": "whenever"}])
-async def test_503_without_usable_retry_after_is_transient(
+async def test_503_without_usable_retry_after_is_receiver_down(
     rx: LoopbackReceiver, headers: dict[str, str]
 ) -> None:
     rx.behaviour = answer(503, b"down", headers)
-    with pytest.raises(TransientError) as caught:
+    with pytest.raises(ReceiverDown) as caught:
         await send_once(rx)
     assert str(caught.value) == f"HTTP 503 from {rx.url}: down"
 
@@ -235,10 +235,10 @@ def test_parse_retry_after() -> None:
 # --- other errors --------------------------------------------------------------------------
 
 
-async def test_500_is_transient_with_one_line_message(rx: LoopbackReceiver) -> None:
+async def test_500_is_receiver_down_with_one_line_message(rx: LoopbackReceiver) -> None:
     body = ("line one\nline two\r\n" + "x" * 500).encode()
     rx.behaviour = answer(500, body)
-    with pytest.raises(TransientError) as caught:
+    with pytest.raises(ReceiverDown) as caught:
         await send_once(rx)
     message = str(caught.value)
     assert "\n" not in message and "\r" not in message
@@ -251,7 +251,7 @@ async def test_error_with_empty_body_and_url_secrets_hidden(rx: LoopbackReceiver
     rx.behaviour = answer(502)
     url = rx.url.replace("http://", "http://user:pw@") + "?token=s3cret"
     transport = WebhookTransport(url)
-    with pytest.raises(TransientError) as caught:
+    with pytest.raises(ReceiverDown) as caught:
         await transport.send(make_part())
     await transport.aclose()
     assert str(caught.value) == f"HTTP 502 from {rx.url}: (empty body)"
@@ -266,12 +266,12 @@ async def test_other_4xx_and_3xx_are_permanent(rx: LoopbackReceiver, status: int
     assert rx.seen == []
 
 
-async def test_connection_refused_is_transient() -> None:
+async def test_connection_refused_is_receiver_down() -> None:
     transport = WebhookTransport(f"http://127.0.0.1:{free_port()}/send", timeout_seconds=2)
-    with pytest.raises(TransientError) as caught:
+    with pytest.raises(ReceiverDown) as caught:
         await transport.send(make_part())
     await transport.aclose()
-    assert type(caught.value) is TransientError
+    assert type(caught.value) is ReceiverDown
     assert "could not connect" in str(caught.value)
 
 

@@ -16,6 +16,7 @@ from relaybox.errors import InvalidReply, UnknownChannel
 from relaybox.inbound import InboundMessage, InboundResult
 from relaybox.memory import MemoryAdmin, Scope, ScopedMemory
 from relaybox.models import Attempt, Delivery, Status
+from relaybox.observability import tracing
 from relaybox.outbox import inspect, transitions
 from relaybox.outbox.enqueue import (
     EnqueueManyUnit,
@@ -79,17 +80,21 @@ class Relaybox:
         The same ``reply_key`` enqueued again returns the stored delivery (``created`` is
         False). ``supersede=True`` cancels this thread's queued replies that have not started.
         """
-        request = build_request(
-            self.config.channel(channel),
-            thread_id=thread_id,
-            recipient=recipient,
-            parts=parts,
-            resource_id=resource_id,
-            reply_key=reply_key,
-            correlation_id=correlation_id,
-            supersede=supersede,
-        )
-        return await self.store.run(EnqueueUnit(request))
+        with tracing.enqueue_span(channel, thread_id, len(parts), correlation_id) as span:
+            request = build_request(
+                self.config.channel(channel),
+                thread_id=thread_id,
+                recipient=recipient,
+                parts=parts,
+                resource_id=resource_id,
+                reply_key=reply_key,
+                correlation_id=correlation_id,
+                supersede=supersede,
+            )
+            result = await self.store.run(EnqueueUnit(request))
+            d = result.delivery
+            tracing.annotate_enqueue(span, d.id, [p.guid for p in d.parts], result.created)
+        return result
 
     async def enqueue_many(self, replies: Iterable[Mapping[str, Any]]) -> list[EnqueueResult]:
         """Store many replies in one transaction: a broadcast, a backfill, an import.
@@ -220,18 +225,24 @@ class Relaybox:
         message returns the stored reply (``created`` False) instead of sending it twice.
         """
         message = await self.inbound(inbound_id)
-        request = build_request(
-            self.config.channel(channel or message.channel),
-            thread_id=thread_id or message.thread_id,
-            recipient=recipient or message.resource_id,
-            parts=parts,
-            resource_id=resource_id or message.resource_id,
-            reply_key=reply_key,
-            supersede=supersede,
-        )
-        _message, result = await self.store.run(
-            _inbound.ReplyToInbound(inbound_id, request, reply_key is not None)
-        )
+        name = channel or message.channel
+        with tracing.enqueue_span(
+            name, thread_id or message.thread_id, len(parts), message.correlation_id
+        ) as span:
+            request = build_request(
+                self.config.channel(name),
+                thread_id=thread_id or message.thread_id,
+                recipient=recipient or message.resource_id,
+                parts=parts,
+                resource_id=resource_id or message.resource_id,
+                reply_key=reply_key,
+                supersede=supersede,
+            )
+            _message, result = await self.store.run(
+                _inbound.ReplyToInbound(inbound_id, request, reply_key is not None)
+            )
+            d = result.delivery
+            tracing.annotate_enqueue(span, d.id, [p.guid for p in d.parts], result.created)
         return result
 
     async def mark_no_reply_needed(

@@ -47,9 +47,11 @@ class RetryPolicy:
     factor in [1 - jitter, 1]; a transport's retry-after, when longer, wins.
     """
 
-    max_attempts: int = 8
+    max_attempts: int = 8  # runs that end in an answer that will not change by waiting
     backoff_base_seconds: float = 1.0
-    backoff_max_seconds: float = 300.0
+    # Also the longest wait between probes of a receiver that is down, so a reply goes out
+    # within about this long after the receiver comes back (docs/delivery.md, outages).
+    backoff_max_seconds: float = 60.0
     jitter: float = 0.5
 
 
@@ -80,6 +82,9 @@ class WorkerConfig:
     claim_batch: int = 64
     shutdown_grace_seconds: float = 10.0
     expire_interval_seconds: float = 5.0
+    heartbeat_seconds: float = 5.0  # the workers registry row is refreshed this often
+    dead_after_seconds: float = 30.0  # a worker not seen for this long counts as dead
+    metrics_refresh_seconds: float = 5.0  # store gauges of /metrics are read this often
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,10 @@ class HealthConfig:
     max_queue_depth: int = 10_000
     max_oldest_queued_seconds: float = 600.0
     max_failure_rate: float = 0.1  # failed / finished deliveries in the window, 0..1
+    min_failure_sample: int = 20  # the failure rate is judged only over at least this many
+    max_consecutive_failures: int = 10  # sends failed in a row on one channel (any worker)
+    max_paused_seconds: float = 600.0  # a channel paused (rate limit) longer than this
+    require_live_worker: bool = True  # queued work on a channel no live worker delivers
     max_unknown: int = 0  # deliveries parked for an operator
     max_gaps: int = 0  # inbound messages with no reply (silent loss)
     max_late_tasks: int = 100  # open agent tasks past a deadline or nudged (docs/tasks.md)
@@ -277,6 +286,11 @@ def parse_config(data: dict[str, Any], source: str = "(inline)") -> Config:
     if store_url is not None and (not isinstance(store_url, str) or not store_url):
         raise ConfigError(f"{source}: store.url must be a non-empty string")
     worker = _build(WorkerConfig, _table(data, "worker", source), "worker.", source)
+    if worker.dead_after_seconds <= worker.heartbeat_seconds:
+        raise ConfigError(
+            f"{source}: worker.dead_after_seconds ({worker.dead_after_seconds:g}) must be"
+            f" greater than worker.heartbeat_seconds ({worker.heartbeat_seconds:g})"
+        )
     channels_table = _table(data, "channels", source)
     channels = {
         name: _channel(name, body, source) for name, body in channels_table.items()
@@ -405,12 +419,14 @@ _POSITIVE = {
     "max_message_bytes", "retry_delay_seconds", "resume_after_seconds",
     "resume_interval_seconds", "tick_seconds", "scan_limit", "ack_within_seconds",
     "progress_every_seconds", "finish_within_seconds", "liveness_seconds", "port",
+    "heartbeat_seconds", "dead_after_seconds", "metrics_refresh_seconds",
+    "max_consecutive_failures", "max_paused_seconds",
 }  # fmt: skip
 # Zero is meaningful here: "alert on any" for thresholds, "keep forever" for retention ages.
 _NON_NEGATIVE = {
     "max_queue_depth", "max_unknown", "max_gaps", "max_late_tasks", "max_timed_out_tasks",
     "deliveries_days", "attempts_days",
-    "failures_days", "inbound_days",
+    "failures_days", "inbound_days", "min_failure_sample",
 }  # fmt: skip
 # Channel limits (docs/platforms.md).
 _POSITIVE |= {"max_part_chars", "group_parts_per_minute", "new_conversations_per_day"}

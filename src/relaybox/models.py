@@ -71,6 +71,7 @@ class Delivery:
     last_error: str | None
     parts: tuple[Part, ...] = field(default=())
     runs_before: int = 0  # runs of earlier rounds (before an operator's retry)
+    trace_context: str | None = None  # W3C traceparent of the enqueuing code (OpenTelemetry)
 
     @property
     def run(self) -> int:
@@ -104,6 +105,7 @@ class Delivery:
             last_error=row["last_error"],
             parts=parts,
             runs_before=int(row.get("runs_before") or 0),
+            trace_context=row.get("trace_context"),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from relaybox.audit.record import FailureReport, message_of, to_row
@@ -57,9 +58,21 @@ def insert_failure_within(tx: Tx, row: dict[str, Any]) -> int | None:
 class FailureAuditor:
     """Records failures for one store; used by the worker and by :func:`record_job_failure`."""
 
-    def __init__(self, store: Store, config: AuditConfig | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        config: AuditConfig | None = None,
+        *,
+        on_fallback: Callable[[], None] | None = None,
+    ) -> None:
         self.store = store
         self.config = config or AuditConfig()
+        self.on_fallback = on_fallback  # a worker counts fallbacks (relaybox_audit_fallbacks)
+
+    def _unrecorded(self, row: dict[str, Any], reason: str, *, maybe_stored: bool = False) -> None:
+        log_unrecorded(row, reason, maybe_stored=maybe_stored)
+        if self.on_fallback is not None:
+            self.on_fallback()
 
     async def record(self, report: FailureReport) -> int | None:
         """Store ``report``; return its id, or None if it went to the log instead."""
@@ -71,12 +84,12 @@ class FailureAuditor:
                 asyncio.wrap_future(future), self.config.record_timeout_seconds
             )
         except asyncio.CancelledError:
-            log_unrecorded(row, "cancelled while recording", maybe_stored=_maybe_stored(future))
+            self._unrecorded(row, "cancelled while recording", maybe_stored=_maybe_stored(future))
             raise
         except TimeoutError:
-            log_unrecorded(row, _timeout_reason(self.config), maybe_stored=_maybe_stored(future))
+            self._unrecorded(row, _timeout_reason(self.config), maybe_stored=_maybe_stored(future))
         except Exception as error:  # noqa: BLE001 - recording a failure must never raise
-            log_unrecorded(row, f"{type(error).__name__}: {message_of(error)}")
+            self._unrecorded(row, f"{type(error).__name__}: {message_of(error)}")
         return None
 
     def record_sync(self, report: FailureReport) -> int | None:
@@ -87,9 +100,9 @@ class FailureAuditor:
             future = self.store.submit(insert_failure(row))
             return future.result(timeout=self.config.record_timeout_seconds)
         except concurrent.futures.TimeoutError:
-            log_unrecorded(row, _timeout_reason(self.config), maybe_stored=_maybe_stored(future))
+            self._unrecorded(row, _timeout_reason(self.config), maybe_stored=_maybe_stored(future))
         except Exception as error:  # noqa: BLE001 - recording a failure must never raise
-            log_unrecorded(row, f"{type(error).__name__}: {message_of(error)}")
+            self._unrecorded(row, f"{type(error).__name__}: {message_of(error)}")
         return None
 
     def row(self, report: FailureReport) -> dict[str, Any]:

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import sys
 
-from relaybox.cli import console, deliveries, failures, inbound, maintenance, operate, trace
+from relaybox.cli import (
+    console,
+    deliveries,
+    failures,
+    inbound,
+    maintenance,
+    operate,
+    trace,
+    workers,
+)
 from relaybox.cli import memory as memory_cli
 from relaybox.cli import platforms as platforms_cli
 from relaybox.cli import steps as steps_cli
@@ -31,6 +40,7 @@ console.register(app)
 turns_cli.register(app)
 tasks_cli.register(app)
 platforms_cli.register(app)
+workers.register(app)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,11 +19,12 @@ from rich.progress import (
 from rich.table import Table
 
 from relaybox import retention
-from relaybox.cli.app import JsonOption, err, fail, inspected, opened, out, print_json
+from relaybox.cli.app import JsonOption, err, fail, globals_of, inspected, opened, out, print_json
 from relaybox.cli.deliveries import when
 from relaybox.cli.durations import seconds_of
 from relaybox.cli.inbound import inbound_table
-from relaybox.health import health
+from relaybox.errors import ConfigError
+from relaybox.health import Check, health
 from relaybox.inbound import find_gaps
 from relaybox.store import Store
 
@@ -89,8 +91,15 @@ def health_command(
 ) -> None:
     """Queue depth and age, failures, parked deliveries, gaps. Exits 2 past a threshold.
 
-    Thresholds come from [health] in relaybox.toml; options override them.
+    Thresholds come from [health] in relaybox.toml; options override them. An invalid
+    relaybox.toml earns a warning and an answer by the default thresholds, like every
+    inspection command, but never "healthy": the ``config`` check fails, so a probe notices.
     """
+    try:
+        globals_of(ctx).config()
+        broken_config = None
+    except ConfigError as error:
+        broken_config = str(error)
     overrides: dict[str, float | None] = {
         "window_seconds": seconds_of(window, "--window"),
         "max_queue_depth": max_queue_depth,
@@ -105,14 +114,26 @@ def health_command(
         limits = replace(config.health, **given)
         if limits.window_seconds <= 0:
             raise fail("--window must be greater than 0")
-        report = store.read_sync(health(limits))
+        report = store.read_sync(health(limits, dead_after=config.worker.dead_after_seconds))
+    if broken_config is not None:
+        report = report.with_check(
+            Check(
+                "config",
+                1,
+                0,
+                False,
+                "relaybox.toml could not be used: judged by the default thresholds",
+                broken_config,
+            )
+        )
     if as_json:
         print_json(report.to_json())
     else:
         table = Table("check", "value", "limit", "", "meaning")
         for c in report.checks:
             mark = "[green]ok[/]" if c.ok else "[bold red]FAIL[/]"
-            table.add_row(c.name, f"{c.value:g}", f"{c.limit:g}", mark, c.help)
+            meaning = escape(c.help if c.detail is None else f"{c.help} ({c.detail})")
+            table.add_row(c.name, f"{c.value:g}", f"{c.limit:g}", mark, meaning)
         out.print(table)
         m = report.metrics
         out.print(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Annotated
 
 import typer
@@ -97,7 +96,9 @@ def worker_command(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="Deliveries in flight at once.")
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every decision.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also log every claim and every part sent.")
+    ] = False,
     turn_handler: Annotated[
         str | None,
         typer.Option(
@@ -106,28 +107,64 @@ def worker_command(
             " 'package.module:function' (default: [turns] handler; none: no resume).",
         ),
     ] = None,
+    log_format: Annotated[
+        str, typer.Option(help="text (for people) or json (one JSON object per line).")
+    ] = "text",
+    log_level: Annotated[
+        str | None,
+        typer.Option(help="debug, info (default; -v means debug), warning or error."),
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Serve Prometheus metrics at :PORT/metrics."),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address /metrics listens on (0.0.0.0 for every interface).")
+    ] = "127.0.0.1",
 ) -> None:
-    """Deliver queued replies until SIGTERM or Ctrl-C (then finish or release what it holds)."""
+    """Deliver queued replies until SIGTERM or Ctrl-C (then finish or release what it holds).
+
+    The first Ctrl-C stops claiming and lets each delivery finish the part it is sending; a
+    second Ctrl-C stops at once. Logs go to stderr, one line per decision (docs/observability.md).
+    """
     from relaybox.client import Relaybox
+    from relaybox.observability.logs import configure_logging
     from relaybox.turns.resume import load_handler, resume_service
+    from relaybox.worker.metrics import WorkerMetrics
+
+    level = log_level if log_level is not None else ("debug" if verbose else "info")
+    try:
+        configure_logging(log_format, level.lower())
+    except RelayboxError as error:
+        raise fail(str(error)) from None
     from relaybox.worker.worker import Worker
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
     with opened(ctx) as (store, config):
-        worker = Worker(store, config, concurrency=concurrency)
-        spec = turn_handler or config.turns.handler
-        if spec:
-            handler = load_handler(spec)  # a bad spec is one `error:` line (ConfigError)
-            worker.services.add(resume_service(Relaybox(store, config), handler))
-            out.print(f"resuming turns with {spec}", markup=False)
-        out.print(
-            f"worker {worker.worker_id} delivering on {', '.join(sorted(config.channels))}"
-            f" from {store.connector.describe()} (Ctrl-C to stop)"
-        )
-        asyncio.run(worker.run(install_signal_handlers=True))
+        metrics = None if metrics_port is None else WorkerMetrics.serve(metrics_port, metrics_host)
+        try:
+            worker = Worker(
+                store,
+                config,
+                concurrency=concurrency,
+                listeners=[] if metrics is None else [metrics.listener],
+                metrics_url=None if metrics is None else metrics.url,
+            )
+            if metrics is not None:
+                metrics.attach(worker)
+            spec = turn_handler or config.turns.handler
+            if spec:
+                handler = load_handler(spec)  # a bad spec is one `error:` line (ConfigError)
+                worker.services.add(resume_service(Relaybox(store, config), handler))
+                out.print(f"resuming turns with {spec}", markup=False)
+            where = "" if metrics is None else f"; metrics at {metrics.url}"
+            out.print(
+                f"worker {worker.worker_id} delivering on {', '.join(sorted(config.channels))}"
+                f" from {store.connector.describe()}{where} (Ctrl-C to stop)"
+            )
+            asyncio.run(worker.run(install_signal_handlers=True))
+        finally:
+            if metrics is not None:
+                metrics.close()
 
 
 def demo_command(

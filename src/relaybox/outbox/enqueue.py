@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from relaybox.config import ChannelConfig
 from relaybox.errors import InvalidReply, ReplyKeyConflict
 from relaybox.models import Delivery, Part
+from relaybox.observability.tracing import current_traceparent
 from relaybox.outbox.guid import part_guid
 from relaybox.store import Tx
 
@@ -33,6 +34,7 @@ class ReplyRequest:
     max_attempts: int
     max_age_seconds: float | None
     supersede: bool = False
+    trace_context: str | None = None  # traceparent of the caller's span (OpenTelemetry)
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def build_request(
         max_attempts=channel.retry.max_attempts,
         max_age_seconds=channel.max_age_seconds,
         supersede=supersede,
+        trace_context=current_traceparent(),
     )
 
 
@@ -118,6 +121,7 @@ class EnqueueUnit:
                 "max_attempts": request.max_attempts,
                 "now": now,
                 "expires_at": now + request.max_age_seconds if request.max_age_seconds else None,
+                "trace_context": request.trace_context,
             },
         )
         if row is None:

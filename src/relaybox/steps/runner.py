@@ -24,6 +24,7 @@ from typing import Any, Literal
 from relaybox.config import Config
 from relaybox.errors import RelayboxError, StoreUnavailable
 from relaybox.jsonvalue import NotJSON, dumps
+from relaybox.observability import tracing
 from relaybox.steps import transitions as t
 from relaybox.steps.audit import report_step_failure
 from relaybox.steps.context import StepContext
@@ -132,6 +133,28 @@ class StepRunner:
         concurrent run, :class:`StepNeedsReconciliation` for a crashed unsafe run, and the
         body's own error when it is retryable.
         """
+        with tracing.step_span(step_id, intent.tool, correlation_id):
+            return await self._run(
+                step_id,
+                intent,
+                body,
+                resource_id=resource_id,
+                correlation_id=correlation_id,
+                policy=policy,
+                new_step=new_step,
+            )
+
+    async def _run(
+        self,
+        step_id: str,
+        intent: Intent,
+        body: Body,
+        *,
+        resource_id: str,
+        correlation_id: str | None,
+        policy: StepPolicy | None,
+        new_step: bool,
+    ) -> StepResult:
         policy = _check_policy(policy or StepPolicy())
         request = self._request(
             step_id, intent, body, resource_id, correlation_id, new_step, policy

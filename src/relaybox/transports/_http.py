@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from relaybox.transports.base import AmbiguousSend, PermanentError, TransientError
+from relaybox.transports.base import AmbiguousSend, PermanentError, ReceiverDown
 
 _NOT_SENT: tuple[type[httpx.HTTPError], ...] = (
     httpx.ConnectError,
@@ -70,12 +70,12 @@ async def request(
         async with asyncio.timeout(timeout_seconds):
             return await client.request(method, url, extensions={"trace": trace}, **kwargs)
     except _NOT_SENT as error:
-        raise TransientError(f"{platform}: could not connect: {_describe(error)}") from error
+        raise ReceiverDown(f"{platform}: could not connect: {_describe(error)}") from error
     except _AMBIGUOUS as error:
         raise AmbiguousSend(f"{platform}: no answer after sending: {_describe(error)}") from error
     except TimeoutError as error:
         if trace.certainly_not_sent:
-            raise TransientError(
+            raise ReceiverDown(
                 f"{platform}: could not connect within {timeout_seconds:g}s"
             ) from error
         raise AmbiguousSend(f"{platform}: no answer within {timeout_seconds:g}s") from error
@@ -83,7 +83,7 @@ async def request(
         raise PermanentError(f"{platform}: cannot send: {_describe(error)}") from error
     except httpx.TransportError as error:
         if trace.certainly_not_sent:
-            raise TransientError(f"{platform}: could not send: {_describe(error)}") from error
+            raise ReceiverDown(f"{platform}: could not send: {_describe(error)}") from error
         raise AmbiguousSend(f"{platform}: no answer: {_describe(error)}") from error
 
 

@@ -42,6 +42,15 @@ class TransientError(TransportError):
     """Did not go through, may on a retry (5xx, connection refused, ...). Burns an attempt."""
 
 
+class ReceiverDown(TransientError):
+    """The far side as a whole is failing (connection refused, 5xx, no connection in time).
+
+    Its answer says nothing about this part, and will change when the receiver is back: the
+    worker waits it out with backoff, **without burning an attempt**, until the reply's max
+    age. An outage of the receiver must not use up the budget meant for bad parts.
+    """
+
+
 class PermanentError(TransportError):
     """Will never go through (bad recipient, 4xx): the delivery fails at once."""
 

@@ -51,8 +51,8 @@ from relaybox.transports.base import (
     OutgoingPart,
     PermanentError,
     RateLimited,
+    ReceiverDown,
     SendResult,
-    TransientError,
 )
 from relaybox.transports.options import secret_from_env
 from relaybox.transports.registry import TransportKind
@@ -170,7 +170,7 @@ class DiscordTransport:
             )
             raise RateLimited(detail, retry_after=retry_after)
         if status >= 500:
-            raise TransientError(detail)
+            raise ReceiverDown(detail)  # the platform is down: waited out, no attempt burned
         raise PermanentError(detail)
 
     async def reconcile(self, part: OutgoingPart) -> SendResult | NotSent | None:

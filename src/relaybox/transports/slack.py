@@ -48,6 +48,7 @@ from relaybox.transports.base import (
     OutgoingPart,
     PermanentError,
     RateLimited,
+    ReceiverDown,
     SendResult,
     TransientError,
 )
@@ -155,7 +156,7 @@ class SlackTransport:
         except self._api_error as error:
             raise self._api_failure(error) from error
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
-            raise TransientError(f"slack: could not connect: {error}") from error
+            raise ReceiverDown(f"slack: could not connect: {error}") from error
         except (TimeoutError, aiohttp.ClientError) as error:
             detail = str(error) or type(error).__name__
             raise AmbiguousSend(f"slack: no answer after sending: {detail}") from error
@@ -172,7 +173,9 @@ class SlackTransport:
         if status == 429 or code == "ratelimited":
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return RateLimited(f"slack: {code}", retry_after=retry_after)
-        if status >= 500 or code in _TRANSIENT_ERRORS:
+        if status >= 500:  # Slack is down: waited out, no attempt burned
+            return ReceiverDown(f"slack: {code} (HTTP {status})")
+        if code in _TRANSIENT_ERRORS:
             return TransientError(f"slack: {code} (HTTP {status})")
         return PermanentError(f"slack: {code}")
 

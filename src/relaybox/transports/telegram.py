@@ -44,6 +44,7 @@ from relaybox.transports.base import (
     OutgoingPart,
     PermanentError,
     RateLimited,
+    ReceiverDown,
     SendResult,
     TransientError,
 )
@@ -150,7 +151,7 @@ class TelegramTransport:
             raise RateLimited(f"telegram: {error}", retry_after=wait) from error
         except error_mod.TimedOut as error:
             if isinstance(error.__cause__, _NOT_SENT):
-                raise TransientError(f"telegram: could not connect: {error}") from error
+                raise ReceiverDown(f"telegram: could not connect: {error}") from error
             raise AmbiguousSend(f"telegram: no answer after sending: {error}") from error
         except (error_mod.BadRequest, error_mod.Forbidden, error_mod.InvalidToken) as error:
             raise PermanentError(f"telegram: {type(error).__name__}: {error}") from error
@@ -161,7 +162,7 @@ class TelegramTransport:
         except error_mod.NetworkError as error:
             cause = error.__cause__
             if isinstance(cause, _NOT_SENT):
-                raise TransientError(f"telegram: could not connect: {error}") from error
+                raise ReceiverDown(f"telegram: could not connect: {error}") from error
             if isinstance(cause, httpx.HTTPError):
                 raise AmbiguousSend(f"telegram: connection lost after sending: {error}") from error
             raise TransientError(f"telegram: {error}") from error

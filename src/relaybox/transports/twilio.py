@@ -47,8 +47,8 @@ from relaybox.transports.base import (
     OutgoingPart,
     PermanentError,
     RateLimited,
+    ReceiverDown,
     SendResult,
-    TransientError,
 )
 from relaybox.transports.options import secret_from_env
 from relaybox.transports.registry import TransportKind
@@ -168,7 +168,7 @@ class TwilioTransport:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise RateLimited(detail, retry_after=retry_after)
         if status >= 500:
-            raise TransientError(detail)
+            raise ReceiverDown(detail)  # the platform is down: waited out, no attempt burned
         raise PermanentError(detail)
 
     async def reconcile(self, part: OutgoingPart) -> SendResult | NotSent | None:

@@ -22,11 +22,11 @@ copies (:class:`relaybox.dedup.Deduplicator` does that for you).
 - **429**: rate limited. relaybox waits ``Retry-After`` (delta-seconds or an HTTP-date);
   waiting does not burn an attempt.
 - **503 with a valid Retry-After**: unavailable for that long; waiting is free.
-- **other 5xx**, and 503 without a valid ``Retry-After``: transient. Retried with backoff;
-  burns an attempt.
+- **other 5xx**, and 503 without a valid ``Retry-After``: the receiver is down
+  (:class:`ReceiverDown`). Retried with backoff until the reply's max age; no attempt burned.
 - **other 4xx**, and 3xx (redirects are not followed): permanent. The delivery fails at once.
-- **could not connect** (refused, DNS failure, connect or pool timeout): transient; the
-  request certainly did not leave.
+- **could not connect** (refused, DNS failure, connect or pool timeout): the receiver is
+  down, as for 5xx; the request certainly did not leave.
 - **no answer after the request may have left** (read/write timeout, connection dropped,
   protocol error, overall deadline): ambiguous. With ``dedup=True`` the part is resent under
   the same GUID; otherwise relaybox asks ``status_url`` (below) and parks the delivery as
@@ -73,8 +73,8 @@ from relaybox.transports.base import (
     OutgoingPart,
     PermanentError,
     RateLimited,
+    ReceiverDown,
     SendResult,
-    TransientError,
     Unavailable,
 )
 from relaybox.transports.registry import TransportKind
@@ -286,14 +286,14 @@ class WebhookTransport:
                     extensions={"trace": trace},
                 )
         except _NOT_SENT_ERRORS as error:
-            raise TransientError(f"could not connect to {url}: {_describe(error)}") from error
+            raise ReceiverDown(f"could not connect to {url}: {_describe(error)}") from error
         except _AMBIGUOUS_ERRORS as error:
             raise AmbiguousSend(
                 f"no answer from {url} after sending: {_describe(error)}"
             ) from error
         except TimeoutError as error:
             if trace.certainly_not_sent:
-                raise TransientError(
+                raise ReceiverDown(
                     f"could not connect to {url} within {self.timeout_seconds:g}s"
                 ) from error
             raise AmbiguousSend(f"no answer from {url} within {self.timeout_seconds:g}s") from error
@@ -301,7 +301,7 @@ class WebhookTransport:
             raise PermanentError(f"cannot send to {url}: {_describe(error)}") from error
         except httpx.TransportError as error:
             if trace.certainly_not_sent:
-                raise TransientError(f"could not send to {url}: {_describe(error)}") from error
+                raise ReceiverDown(f"could not send to {url}: {_describe(error)}") from error
             raise AmbiguousSend(f"no answer from {url}: {_describe(error)}") from error
         return self._interpret(response, url)
 
@@ -323,9 +323,9 @@ class WebhookTransport:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is not None:
                 raise Unavailable(message, retry_after=retry_after)
-            raise TransientError(message)
+            raise ReceiverDown(message)
         if status >= 500:
-            raise TransientError(message)
+            raise ReceiverDown(message)
         raise PermanentError(message)
 
     @staticmethod

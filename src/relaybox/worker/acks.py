@@ -12,6 +12,7 @@ the same.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from relaybox.errors import StoreUnavailable
@@ -24,9 +25,16 @@ _Waiter = tuple[tr.SentPart, "asyncio.Future[bool]"]
 class AckBatcher:
     """Collects :class:`~relaybox.outbox.transitions.SentPart` s and records them in batches."""
 
-    def __init__(self, store: Store, *, max_batch: int = 1024) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_batch: int = 1024,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self._store = store
         self._max_batch = max_batch
+        self._on_batch = on_batch  # the observer's ack_batch: group-commit size metric
         self._pending: list[_Waiter] = []
         self._scheduled = False
 
@@ -59,6 +67,8 @@ class AckBatcher:
         except StoreUnavailable as error:
             _settle(batch, None, error)
             return
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
 
         def on_commit(future: Future[list[bool]]) -> None:  # runs on the store's thread
             error = future.exception()

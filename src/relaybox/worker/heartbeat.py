@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from relaybox.clock import SYSTEM, Clock
+from relaybox.models import Delivery
 from relaybox.outbox import transitions as tr
 from relaybox.store import Store
 from relaybox.worker.runner import HeldDelivery
@@ -27,18 +28,29 @@ def heartbeat_service(
     held: Callable[[], Iterable[HeldDelivery]],
     lease_seconds: float,
     clock: Clock = SYSTEM,
+    on_lost: Callable[[Delivery], None] | None = None,
 ) -> Service:
+    """``on_lost`` (the worker's observer) hears of every lease found gone."""
+
     async def body() -> None:
-        await renew_once(store, list(held()), lease_seconds)
+        await renew_once(store, list(held()), lease_seconds, on_lost)
 
     return Service("heartbeat", body, every=lease_seconds / 3.0, run_first=False, clock=clock)
 
 
-async def renew_once(store: Store, holding: list[HeldDelivery], lease_seconds: float) -> None:
+async def renew_once(
+    store: Store,
+    holding: list[HeldDelivery],
+    lease_seconds: float,
+    on_lost: Callable[[Delivery], None] | None = None,
+) -> None:
     if not holding:
         return
     kept = await store.run(tr.renew([h.lease for h in holding], lease_seconds))
     for h in holding:
         if h.lease.delivery_id not in kept and not h.lost:
-            log.info("lease on delivery %s lost", h.lease.delivery_id)
             h.lost = True
+            if on_lost is not None:  # the worker's observer: one lease_lost line and count
+                on_lost(h.delivery)
+            else:
+                log.info("lease on delivery %s lost", h.lease.delivery_id)

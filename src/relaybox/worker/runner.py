@@ -2,7 +2,15 @@
 
 This is the per-delivery half of the worker: it decides, for each answer a transport gives,
 whether the cursor advances, the delivery waits, retries, fails, or is parked. Every decision
-is one fenced transition from :mod:`relaybox.outbox.transitions`.
+is one fenced transition from :mod:`relaybox.outbox.transitions`, and is reported to the
+worker's :class:`~relaybox.observability.events.Observer` (logs, metrics and spans listen there;
+this module never calls them directly).
+
+Outages: a :class:`~relaybox.transports.base.ReceiverDown` answer (connection refused, 5xx, a
+timeout on a deduplicating transport) says nothing about the part, so it does not burn an
+attempt; the delivery backs off by the channel's failing streak (every delivery on a down
+channel backs off together, up to ``backoff_max_seconds``) until the reply's max age expires it.
+Answers that will not change by waiting (not surfaced, a transport bug) keep the attempt budget.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ from relaybox.audit.recorder import FailureAuditor, log_unrecorded
 from relaybox.config import ChannelConfig
 from relaybox.errors import StoreConnectionLost, StoreUnavailable
 from relaybox.models import Delivery, Outcome, Part, Status
+from relaybox.observability.channels import ChannelStates
+from relaybox.observability.events import Observer
 from relaybox.outbox import transitions as tr
 from relaybox.outbox.backoff import retry_delay
 from relaybox.outbox.conversations import AdmitConversation
@@ -30,6 +40,7 @@ from relaybox.transports.base import (
     OutgoingPart,
     PermanentError,
     RateLimited,
+    ReceiverDown,
     SendResult,
     TransientError,
     Transport,
@@ -72,10 +83,12 @@ class RunnerContext:
     pacer: Pacer
     stopping: Callable[[], bool]
     audit: FailureAuditor | None = None  # every failed attempt is audited (spec C3)
+    observer: Observer = field(default_factory=Observer)
+    channels: ChannelStates = field(default_factory=lambda: ChannelStates([]))
     acks: AckBatcher = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.acks = AckBatcher(self.store)
+        self.acks = AckBatcher(self.store, on_batch=self.observer.ack_batch)
 
 
 class DeliveryRunner:
@@ -92,6 +105,7 @@ class DeliveryRunner:
         self.lease = held.lease
         self.channel = channel
         self.transport = transport
+        self.observer = ctx.observer
 
     async def run(self) -> None:
         parts = list(self.d.parts)
@@ -136,11 +150,12 @@ class DeliveryRunner:
             return False
         if self.ctx.stopping():
             await self._release(0.0, refund=True, error=None, clear_in_flight=False)
+            self.observer.released(self.d, "worker stopping")
             return False
         if self.d.expires_at is not None and time.time() > self.d.expires_at:
-            await self._finish(
-                Status.EXPIRED, part, "expired: older than the channel's max age", "expired"
-            )
+            reason = "expired: older than the channel's max age"
+            await self._finish(Status.EXPIRED, part, reason, "expired")
+            self.observer.expired(self.d, part, reason)
             return False
         await self.ctx.pacer.wait_turn(
             self.channel.name, self.d.thread_id, self.d.recipient, part.body
@@ -148,7 +163,9 @@ class DeliveryRunner:
         if not self.transport.dedups_by_guid:
             marked = await self.ctx.store.run(tr.mark_send_started(self.lease, part.index))
             if not marked:
-                return False  # lease lost or delivery cancelled
+                self._lost()  # lease lost or delivery cancelled
+                return False
+        self.observer.send_started(self.d, part)
         started = time.time()
         try:
             # asyncio.timeout, not wait_for: no extra task per send (3.11 wait_for makes one).
@@ -165,10 +182,21 @@ class DeliveryRunner:
             log.warning("transport %s raised unexpectedly", self.channel.name, exc_info=True)
         else:
             return await self._on_result(part, result, started)
+        self.observer.send_failed(
+            self.d, part, _outcome_of(error), str(error), time.time() - started
+        )
         return await self._on_error(part, error, started)
+
+    def _lost(self) -> None:
+        if not self.held.lost:
+            self.held.lost = True
+            self.observer.lease_lost(self.d)
 
     async def _on_result(self, part: Part, result: SendResult, started: float) -> bool:
         if result.outcome is Outcome.NOT_SURFACED:
+            self.observer.send_failed(
+                self.d, part, "not_surfaced", "accepted but not surfaced", time.time() - started
+            )
             return await self._retry_or_fail(
                 part,
                 TransientError("accepted but not surfaced to the user"),
@@ -187,28 +215,36 @@ class DeliveryRunner:
         )
         try:
             # Recorded together with the parts other deliveries sent meanwhile (one commit).
-            return await self.ctx.acks.record_sent(sent)
+            moved = await self.ctx.acks.record_sent(sent)
         except StoreUnavailable as error:
             note = f"sent, but recording it failed ({error}): an ambiguous send"
             raise CursorWriteFailed(
                 f"delivery {self.d.id} part {part.index + 1}: {note}",
                 replace(attempt, error=note),
             ) from error
+        if not moved:
+            self._lost()
+            return False
+        self.observer.part_sent(self.d, part, str(result.outcome), time.time() - started)
+        if sent.last:
+            self.observer.delivered(self.d)
+        return True
 
     async def _on_error(self, part: Part, error: TransportError, started: float) -> bool:
         if isinstance(error, RateLimited):
             return await self._wait_out(part, error, started)
         if isinstance(error, PermanentError):
-            await self._finish(
-                Status.FAILED, part, f"permanent error: {error}", "permanent", started=started
-            )
+            reason = f"permanent error: {error}"
+            await self._finish(Status.FAILED, part, reason, "permanent", started=started)
+            self.observer.gave_up(self.d, part, reason)
             return False
+        if isinstance(error, ReceiverDown):
+            return await self._wait_for_receiver(part, error, started, outcome="receiver_down")
         if isinstance(error, AmbiguousSend):
             if self.transport.dedups_by_guid:
-                # Resending under the same GUID is safe: the far side drops a second copy.
-                return await self._retry_or_fail(
-                    part, error, started, outcome="ambiguous", clear_in_flight=True
-                )
+                # Resending under the same GUID is safe: the far side drops a second copy. No
+                # answer in time is what a receiver that is down looks like: wait it out.
+                return await self._wait_for_receiver(part, error, started, outcome="ambiguous")
             verdict = await self._reconcile(part, cause=str(error), started=started)
             return verdict == "sent"
         return await self._retry_or_fail(
@@ -222,6 +258,7 @@ class DeliveryRunner:
         if delay is None:
             delay = retry_delay(self.channel.retry, 1)
         self.ctx.pacer.pause(self.channel.name, delay)
+        self.observer.paused(self.d, part, time.time() + delay, f"{outcome}: {error}")
         await self._release(
             delay,
             refund=True,
@@ -250,6 +287,7 @@ class DeliveryRunner:
             await self._decide(
                 tr.finish(self.lease, Status.FAILED, message, attempt, failure=failure), failure
             )
+            self.observer.gave_up(self.d, part, message)
             return False
         delay = retry_delay(self.channel.retry, self.d.attempts)
         await self._release(
@@ -260,6 +298,28 @@ class DeliveryRunner:
             attempt=attempt,
             failure=self._failure(part, outcome, str(error), terminal=False, error=error),
         )
+        self.observer.retry_scheduled(self.d, part, delay, f"{outcome}: {error}", burned=True)
+        return False
+
+    async def _wait_for_receiver(
+        self, part: Part, error: TransportError, started: float, *, outcome: str
+    ) -> bool:
+        """The receiver is down: retry later without burning an attempt (see module doc).
+
+        The delay grows with the channel's failing streak, so a long outage is probed about
+        once per ``backoff_max_seconds`` per queued thread, and the max age still ends it.
+        """
+        streak = max(1, self.ctx.channels.failing_streak(self.channel.name))
+        delay = retry_delay(self.channel.retry, streak)
+        await self._release(
+            delay,
+            refund=True,
+            error=f"{outcome}: {error}",
+            clear_in_flight=True,
+            attempt=self._attempt(part, started, outcome, str(error)),
+            failure=self._failure(part, outcome, str(error), terminal=False, error=error),
+        )
+        self.observer.retry_scheduled(self.d, part, delay, f"{outcome}: {error}", burned=False)
         return False
 
     # -- ambiguous sends ---------------------------------------------------------------
@@ -287,7 +347,15 @@ class DeliveryRunner:
                     self.lease, part.index, str(verdict.outcome), verdict.message_id, attempt
                 )
             )
-            return "sent" if sent else "stop"
+            if not sent:
+                self._lost()
+                return "stop"
+            self.observer.part_sent(
+                self.d, part, f"reconciled_{verdict.outcome}", time.time() - begun
+            )
+            if part.index + 1 >= self.d.part_count:
+                self.observer.delivered(self.d)
+            return "sent"
         if isinstance(verdict, NotSent | SendResult):
             if started is None:
                 return "resend"  # left open by a dead worker, never arrived: send it now
@@ -299,14 +367,12 @@ class DeliveryRunner:
                 clear_in_flight=True,
             )
             return "stop"
-        await self._finish(
-            Status.UNKNOWN,
-            part,
+        reason = (
             f"ambiguous send of part {part.index + 1} ({cause}); the transport does not"
-            " deduplicate and cannot tell whether it arrived: parked for an operator",
-            "parked",
-            started=begun,
+            " deduplicate and cannot tell whether it arrived: parked for an operator"
         )
+        await self._finish(Status.UNKNOWN, part, reason, "parked", started=begun)
+        self.observer.parked(self.d, part, reason)
         return "stop"
 
     # -- writes ------------------------------------------------------------------------
@@ -380,6 +446,7 @@ class DeliveryRunner:
                     f"the decision it explains was not stored: {type(error).__name__}: {error}",
                     maybe_stored=isinstance(error, StoreConnectionLost),
                 )
+                self.observer.audit_fallback()
             raise
 
     def _attempt(
@@ -416,3 +483,18 @@ class DeliveryRunner:
             correlation_id=self.d.correlation_id,
             channel=self.d.channel,
         )
+
+
+def _outcome_of(error: TransportError) -> str:
+    """The attempt outcome a transport error is recorded (and counted) as."""
+    if isinstance(error, Unavailable):
+        return "unavailable"
+    if isinstance(error, RateLimited):
+        return "rate_limited"
+    if isinstance(error, PermanentError):
+        return "permanent"
+    if isinstance(error, ReceiverDown):
+        return "receiver_down"
+    if isinstance(error, AmbiguousSend):
+        return "ambiguous"
+    return "transient"

@@ -3,6 +3,12 @@
 One asyncio loop per process. Up to ``concurrency`` deliveries are in flight at once, never two
 of one thread (the claim query only hands out thread heads). Several worker processes, on one
 SQLite file or one PostgreSQL server, share the work through the store alone.
+
+Everything the worker decides is reported to one :class:`Observer` (logs, metrics, spans and
+the channel state of the workers registry are its listeners). Stopping: the first SIGTERM or
+Ctrl-C stops claiming and lets each delivery finish its current part (up to
+``shutdown_grace_seconds``); a second Ctrl-C abandons the parts in flight at once, leaving them
+to the ambiguity rules (same GUID resend, or reconcile).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from relaybox.audit.deliveries import worker_failure
 from relaybox.audit.recorder import FailureAuditor
@@ -23,6 +29,10 @@ from relaybox.clock import SYSTEM, Clock
 from relaybox.config import Config
 from relaybox.errors import ConfigError, StoreUnavailable
 from relaybox.models import Delivery
+from relaybox.observability import tracing
+from relaybox.observability.channels import ChannelStates
+from relaybox.observability.events import Listener, Observer
+from relaybox.observability.logs import LogListener
 from relaybox.outbox import transitions as tr
 from relaybox.store import Store
 from relaybox.store.base import WakeSource
@@ -34,6 +44,7 @@ from relaybox.worker.expirer import expirer_service
 from relaybox.worker.heartbeat import heartbeat_service
 from relaybox.worker.pacing import Pacer
 from relaybox.worker.pruner import pruner_service
+from relaybox.worker.registry import RegistryJob, describe_worker
 from relaybox.worker.runner import CursorWriteFailed, DeliveryRunner, HeldDelivery, RunnerContext
 from relaybox.worker.service import Service, ServiceGroup
 
@@ -64,6 +75,8 @@ class Worker:
         worker_id: str | None = None,
         clock: Clock = SYSTEM,
         supervise_tasks: bool = True,
+        listeners: Sequence[Listener] = (),
+        metrics_url: str | None = None,
     ) -> None:
         self.store = store
         self.supervise_tasks = supervise_tasks
@@ -85,9 +98,28 @@ class Worker:
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._pacer = Pacer(config.channels)
-        self.auditor = FailureAuditor(store, config.audit)
+        self._stop_signals = 0
+        self.channel_states = ChannelStates(sorted(self.transports))
+        self.observer = Observer([LogListener(self.worker_id), self.channel_states, *listeners])
+        if tracing.tracing_configured():
+            self.observer.add(tracing.SpanListener(self.worker_id))
+        self.auditor = FailureAuditor(store, config.audit, on_fallback=self.observer.audit_fallback)
         self._ctx = RunnerContext(
-            store, self.worker_id, self._pacer, self._stop.is_set, self.auditor
+            store,
+            self.worker_id,
+            self._pacer,
+            self._stop.is_set,
+            self.auditor,
+            observer=self.observer,
+            channels=self.channel_states,
+        )
+        self.registry = RegistryJob(
+            store,
+            describe_worker(self.worker_id, sorted(self.transports), self.concurrency, metrics_url),
+            config.worker.heartbeat_seconds,
+            lambda: len(self._held),
+            self.channel_states.snapshot,
+            self._services_health,
         )
         self.notifier: WakeSource | None = store.connector.wake_source(self.transports, self.notify)
         self.task_settings = LiveSettings(config)
@@ -108,7 +140,12 @@ class Worker:
         """
         cfg = self.config.worker
         group = ServiceGroup()
-        group.add(heartbeat_service(self.store, self._held.values, cfg.lease_seconds, self.clock))
+        group.add(
+            heartbeat_service(
+                self.store, self._held.values, cfg.lease_seconds, self.clock,
+                self.observer.lease_lost,
+            )
+        )  # fmt: skip
         group.add(
             expirer_service(
                 self.store,
@@ -116,8 +153,10 @@ class Worker:
                 self.auditor,
                 self.clock,
                 by=self.worker_id,
+                on_expired=self._expired_queued,
             )
         )
+        group.add(self.registry.service(self.clock))
         pruner = pruner_service(self.store, self.config.retention, self._stop, self.clock)
         if pruner is not None:
             group.add(pruner)
@@ -149,6 +188,43 @@ class Worker:
         self._wake.set()
         self._slot_free.set()
 
+    def stop_now(self) -> None:
+        """Stop at once: cancel every delivery in flight (the part on the wire, if any, is
+        resolved by the ambiguity rules: resent under its GUID or reconciled)."""
+        self.stop()
+        self.observer.worker_stopping_now(len(self._held))
+        for held in list(self._held.values()):
+            if held.task is not None:
+                held.task.cancel()
+
+    def _services_health(self) -> dict[str, dict[str, object]]:
+        """What the registry publishes about each background service (``relaybox workers``)."""
+        return {
+            h.name: {
+                "state": str(h.state),
+                "healthy": h.healthy,
+                "failures": h.failures,
+                "consecutive_failures": h.consecutive_failures,
+                "last_ok_at": h.last_ok_at,
+                "last_error": h.last_error,
+            }
+            for h in self.services.health()
+        }
+
+    def _expired_queued(self, d: Delivery) -> None:
+        self.observer.expired(d, None, "older than the channel's max age before it could be sent")
+
+    def _on_signal(self, name: str) -> None:
+        self._stop_signals += 1
+        if self._stop_signals > 1 and name == "SIGINT":
+            self.stop_now()
+            return
+        if self._stop_signals == 1:
+            self.observer.worker_stopping(
+                len(self._held), self.config.worker.shutdown_grace_seconds, name
+            )
+        self.stop()
+
     def notify(self) -> None:
         """Something was enqueued: claim now instead of at the next poll."""
         self._wake.set()
@@ -161,10 +237,11 @@ class Worker:
         loop = asyncio.get_running_loop()
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.stop)
+                loop.add_signal_handler(sig, self._on_signal, sig.name)
             loop.add_signal_handler(signal.SIGHUP, self.reload_settings)
+        await self.registry.register()
         self.services.start(self._stop)
-        log.info("worker %s started (concurrency %d)", self.worker_id, self.concurrency)
+        self.observer.worker_started(self.worker_id, sorted(self.transports), self.concurrency)
         try:
             await self._claim_loop()
         finally:
@@ -174,10 +251,11 @@ class Worker:
             await self._release_supervision()
             for transport in self.transports.values():
                 await transport.aclose()
+            await self.registry.deregister()
             if install_signal_handlers:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
-            log.info("worker %s stopped", self.worker_id)
+            self.observer.worker_stopped(self.worker_id)
 
     async def _release_supervision(self) -> None:
         try:
@@ -216,6 +294,7 @@ class Worker:
                 continue
             failures = 0
             for delivery in claimed:
+                self.observer.claimed(delivery)
                 self._start(delivery)
             backlog = len(claimed) == wanted
             if not backlog:
@@ -260,15 +339,17 @@ class Worker:
             await runner.run()
         except asyncio.CancelledError:
             await self._give_back(held, "worker shut down mid-send")
+            self.observer.released(held.delivery, "worker shut down mid-send")
             raise
         except Exception as error:  # noqa: BLE001 - one delivery must not stop the worker
             # Typically the store went away mid-run. The part in flight (if any) is resent
             # under the same GUID, or reconciled, by whoever claims the delivery next.
-            log.warning("delivery %s stopped: %s", held.lease.delivery_id, error)
             attempt = error.attempt if isinstance(error, CursorWriteFailed) else None
             await self._give_back(held, f"worker error: {error}", attempt, persist=True)
+            self.observer.released(held.delivery, f"worker error: {error}")
             await self.auditor.record(worker_failure(held.delivery, error, self.worker_id))
         finally:
+            self.observer.run_ended(held.delivery)
             self._held.pop(held.lease.delivery_id, None)
             self._slot_free.set()
             self._wake.set()

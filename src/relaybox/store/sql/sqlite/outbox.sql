@@ -5,10 +5,12 @@
 -- name: insert_delivery
 INSERT INTO deliveries (
     reply_key, content_hash, channel, thread_id, recipient, resource_id, correlation_id,
-    status, part_count, max_attempts, created_at, updated_at, available_at, expires_at)
+    status, part_count, max_attempts, created_at, updated_at, available_at, expires_at,
+    trace_context)
 VALUES (
     :reply_key, :content_hash, :channel, :thread_id, :recipient, :resource_id, :correlation_id,
-    'queued', :part_count, :max_attempts, :now, :now, :now, :expires_at)
+    'queued', :part_count, :max_attempts, :now, :now, :now, :expires_at,
+        :trace_context)
 ON CONFLICT (reply_key) DO NOTHING
 RETURNING *;
 
@@ -214,7 +216,7 @@ UPDATE deliveries
 SET status = 'expired', finished_at = :now, updated_at = :now,
     last_error = 'expired: older than the channel''s max age before it could be sent'
 WHERE status = 'queued' AND expires_at IS NOT NULL AND expires_at < :now
-RETURNING id, correlation_id, attempts, start_index, runs_before;
+RETURNING *;
 
 -- name: finish_requeued_as_delivered
 UPDATE deliveries SET status = 'delivered', finished_at = :now, updated_at = :now

@@ -1,0 +1,61 @@
+"""A worker's Prometheus side: its registry, the ``/metrics`` server and the gauges job.
+
+>>> metrics = WorkerMetrics.serve(port=9464, host="127.0.0.1")      # doctest: +SKIP
+>>> worker = Worker(store, config, listeners=[metrics.listener], metrics_url=metrics.url)
+>>> metrics.attach(worker)                                            # doctest: +SKIP
+
+Each worker gets its own :class:`CollectorRegistry` (not prometheus-client's global one), so
+several workers in one process, as in tests, never share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from relaybox.observability.metrics import (
+    MetricsListener,
+    MetricsServer,
+    ServiceCollector,
+    StoreGauges,
+)
+from relaybox.worker.gauges import gauges_service
+from relaybox.worker.worker import Worker
+
+
+class WorkerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.listener = MetricsListener(self.registry)
+        self.gauges = StoreGauges()
+        self.registry.register(self.gauges)
+        self.server: MetricsServer | None = None
+
+    @classmethod
+    def serve(cls, port: int, host: str = "127.0.0.1") -> WorkerMetrics:
+        """Start ``/metrics`` on ``host:port`` (0: any free port); ConfigError if it is busy."""
+        metrics = cls()
+        metrics.server = MetricsServer(metrics.registry, port, host)
+        return metrics
+
+    @property
+    def url(self) -> str | None:
+        return None if self.server is None else self.server.url
+
+    def attach(self, worker: Worker) -> None:
+        """Refresh the store gauges while ``worker`` runs; report its services' health."""
+        cfg = worker.config.worker
+        worker.services.add(
+            gauges_service(
+                worker.store,
+                self.gauges,
+                cfg.metrics_refresh_seconds,
+                cfg.dead_after_seconds,
+                worker.clock,
+            )
+        )
+        self.registry.register(ServiceCollector(worker.services.health))
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None

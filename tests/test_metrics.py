@@ -1,0 +1,160 @@
+"""Prometheus ``/metrics`` of a live worker process: scraped over HTTP, values move with work.
+
+A real ``relaybox worker --metrics-port 0`` (any free port; the banner names it), a real
+webhook receiver on loopback, both stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+import relaybox
+from _harness import WorkerProcess
+from relaybox.testing.loopback import LoopbackReceiver
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(url: str) -> Samples:
+    response = httpx.get(url, timeout=10)
+    assert response.status_code == 200
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def wait_for(url: str, check: object, what: str, timeout: float = 30.0) -> Samples:
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = scrape(url)
+        if check(samples):
+            return samples
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {samples}"
+        time.sleep(0.05)
+
+
+def test_a_live_worker_serves_metrics_that_move(store_url: str, tmp_path: Path) -> None:
+    with LoopbackReceiver() as rx:
+        config = tmp_path / "relaybox.toml"
+        config.write_text(
+            "[worker]\nheartbeat_seconds = 0.2\nmetrics_refresh_seconds = 0.1\n"
+            f'\n[channels.sms]\ntransport = "webhook"\nurl = "{rx.url}"\n'
+            "backoff_base_seconds = 0.05\nbackoff_max_seconds = 0.1\n",
+            encoding="utf-8",
+        )
+        worker = WorkerProcess(
+            "m", store_url, config, tmp_path / "w.log", 4, extra_args=("--metrics-port", "0")
+        ).start()
+        try:
+            worker.wait_ready()
+            found = re.search(r"metrics at (http://\S+/metrics)", worker.output())
+            assert found, worker.output()
+            url = found.group(1)
+            before = wait_for(url, lambda s: value(s, "relaybox_live_workers") == 1, "live")
+            assert (
+                value(before, "relaybox_parts_sent_total", channel="sms", outcome="surfaced") == 0
+            )
+            # Hold every send: the queue depth gauge shows the replies waiting.
+            rx.hold_after(0)
+            rx.fail_next(1, 500)
+            asyncio.run(_enqueue(store_url, config, 3))
+            wait_for(
+                url,
+                lambda s: (
+                    sum(
+                        value(s, "relaybox_queue_depth", channel="sms", status=st)
+                        for st in ("queued", "sending")
+                    )
+                    == 3
+                ),
+                "queue depth 3",
+            )
+            rx.release()
+            after = wait_for(
+                url,
+                lambda s: (
+                    value(s, "relaybox_parts_sent_total", channel="sms", outcome="surfaced") == 6
+                    and value(s, "relaybox_queue_depth", channel="sms", status="queued") == 0
+                    and value(s, "relaybox_queue_depth", channel="sms", status="sending") == 0
+                ),
+                "six parts sent and an empty queue",
+            )
+            assert value(after, "relaybox_claims_total", channel="sms") >= 3
+            assert value(after, "relaybox_delivered_total", channel="sms") == 3
+            assert value(after, "relaybox_send_attempts_total", channel="sms",
+                         outcome="receiver_down") == 1  # fmt: skip
+            assert value(after, "relaybox_retries_total", channel="sms", burned="false") == 1
+            assert value(after, "relaybox_send_duration_seconds_count", channel="sms") == 7
+            assert value(after, "relaybox_enqueue_to_surfaced_seconds_count", channel="sms") == 6
+            assert value(after, "relaybox_ack_batch_size_count") >= 1
+            assert value(after, "relaybox_ack_batch_size_sum") == 6
+            assert value(after, "relaybox_in_flight") == 0
+            assert value(after, "relaybox_channel_paused", channel="sms") == 0
+            assert value(after, "relaybox_store_gauges_refreshed_timestamp_seconds") > 0
+            # The worker's supervised services report through the same endpoint.
+            assert value(after, "relaybox_service_up", service="heartbeat") == 1
+            assert value(after, "relaybox_service_up", service="registry") == 1
+            assert value(after, "relaybox_service_up", service="metrics_gauges") == 1
+            # Labels are bounded: no thread, user, delivery or worker ids anywhere.
+            for _name, labels in after:
+                allowed = {"channel", "outcome", "status", "burned", "service", "le"}
+                assert {k for k, _v in labels} <= allowed
+            assert worker.stop() == 0
+        finally:
+            if worker.alive():
+                worker.kill()
+
+
+async def _enqueue(store_url: str, config: Path, n: int) -> None:
+    rb = relaybox.open(store_url, config=str(config))
+    try:
+        for i in range(n):
+            await rb.enqueue(channel="sms", thread_id=f"t{i}", recipient="u", parts=["a", "b"])
+    finally:
+        rb.close()
+
+
+def test_a_busy_metrics_port_is_a_one_line_error(sqlite_url: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "relaybox", "--db", sqlite_url, "worker",
+             "--metrics-port", str(port)],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if k != "RELAYBOX_DB"},
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: cannot serve metrics on 127.0.0.1:{port}: Address already in use"
+    ]
+
+
+def test_an_unknown_log_format_is_a_one_line_error(sqlite_url: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "relaybox", "--db", sqlite_url, "worker", "--log-format", "xml"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "RELAYBOX_DB"},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: unknown log format 'xml'; choose one of: text, json"
+    ]
