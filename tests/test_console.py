@@ -212,6 +212,14 @@ def test_bulk_retry_previews_confirms_and_refuses_a_stale_count(
         assert left == 0
         cancel = client.post(api, json={"action": "cancel", "channel": "chat"}).json()
         assert cancel["changed"] == 1
+        # who, what and how many: in the trace (API and page) of every delivery it touched
+        story = client.get(
+            f"{base}/api/v1/trace", params={"ref": f"delivery:{ids['sms-failed-3']}"}
+        )
+        said = [e["summary"] for e in story.json()["events"]]
+        assert any("retried by console:local (one of 3 in action" in line for line in said), said
+        page = client.get(f"{base}/trace", params={"ref": f"delivery:{ids['sms-failed-3']}"})
+        assert "retried by console:local (one of 3 in action" in page.text
     statuses = {
         d.status
         for d in store.read_sync(inspect.list_deliveries(channel="sms", limit=50))

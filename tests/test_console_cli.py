@@ -3,6 +3,7 @@ and `relaybox serve` as a real process on PostgreSQL answering over loopback."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
@@ -48,6 +49,9 @@ def test_bulk_retry_and_cancel_by_filter(store_url: str):
     assert code == 1 and "neither a duration" in output
     code, output = cli(store_url, "deliveries", "cancel-all", "--channel", "chat", "--yes")
     assert code == 0 and "cancel: 1 of 1 deliveries" in output
+    code, output = cli(store_url, "trace", f"delivery:{ids['sms-failed-2']}", "--json")
+    said = [e["summary"] for e in json.loads(output)["events"]]
+    assert any(f"retried by cli:{getpass.getuser()} (one of 3" in line for line in said), said
     store = open_store(store_url)
     try:
         assert store.read_sync(inspect.get_delivery(ids["sms-failed-2"])).status == "queued"
