@@ -32,7 +32,7 @@ from pydantic_ai.tools import Tool
 import relaybox
 from relaybox.config import parse_config
 from relaybox.integrations.pydantic_ai import RelayboxDurability
-from relaybox.steps import StepFailed
+from relaybox.steps import InvalidStep, StepFailed
 from relaybox.steps.inspect import step_events_for_correlation
 
 AGENT_PROCESS = Path(__file__).with_name("_pydantic_ai_agent.py")
@@ -209,6 +209,36 @@ async def test_a_model_error_is_not_stored_the_next_run_asks_again(
     with relaybox.agent_run("corr-m", resource_id="alice"):
         assert (await agent.run("hi")).output == "hello"
     assert asked == 2
+
+
+async def test_tool_metadata_opts_a_pure_tool_out_and_bad_metadata_is_refused(
+    rb: relaybox.Relaybox,
+) -> None:
+    async def lookup(ctx: RunContext[None], amount: int) -> str:
+        with pytest.raises(relaybox.NoCurrentStep):  # no step: a pure tool runs as is
+            relaybox.current_step()
+        return "pure"
+
+    pure = Agent(
+        FunctionModel(Script("lookup", {"amount": 1})),
+        name="bot",
+        tools=[Tool(lookup, metadata={"relaybox": False})],
+        capabilities=[RelayboxDurability(rb)],
+    )
+    with relaybox.agent_run("corr-p", resource_id="alice"):
+        assert (await pure.run("hi")).output == "done: ['pure']"
+    events = await rb.store.read(step_events_for_correlation("corr-p"))
+    assert {e.step_id for e in events} == {"corr-p:m1:model", "corr-p:m2:model"}
+
+    bad = Agent(
+        FunctionModel(Script("lookup", {"amount": 1})),
+        name="bad",
+        tools=[Tool(lookup, metadata={"relaybox": {"retry_sfae": True}})],
+        capabilities=[RelayboxDurability(rb)],
+    )
+    with relaybox.agent_run("corr-b", resource_id="alice"), pytest.raises(InvalidStep) as error:
+        await bad.run("hi")
+    assert "retry_sfae" in str(error.value)
 
 
 async def test_a_streamed_request_is_journaled_too(rb: relaybox.Relaybox) -> None:
