@@ -226,7 +226,7 @@ def test_text_format_is_one_line_with_key_values() -> None:
     (line,) = stream.getvalue().splitlines()
     assert " WARNING " in line and "delivery 7 failed" in line
     assert "delivery_id=7 part_index=0 parts=1 thread=t channel=mem correlation_id=c" in line
-    assert 'reason="permanent: \\"bad\\" user"' in line
+    assert 'failed: permanent: "bad" user' in line and "reason=" not in line  # said once
 
 
 @pytest.mark.parametrize(

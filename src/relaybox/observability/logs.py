@@ -58,10 +58,13 @@ class TextFormatter(logging.Formatter):
     """``<ts> <LEVEL> <message>  key=value ...``: for people, still one grep-able line."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_iso(record.created)} {record.levelname:<7} {record.getMessage()}"
+        message = record.getMessage()
+        line = f"{_iso(record.created)} {record.levelname:<7} {message}"
         fields = getattr(record, _RB_FIELDS, None)
         if fields:
-            line += "  " + " ".join(f"{k}={_text_value(v)}" for k, v in fields.items())
+            # A reason already spelled out in the message is not repeated (JSON keeps both).
+            shown = {k: v for k, v in fields.items() if not (k == "reason" and str(v) in message)}
+            line += "  " + " ".join(f"{k}={_text_value(v)}" for k, v in shown.items())
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -131,12 +131,9 @@ class DeliveryRunner:
         wait = await self.ctx.store.run(AdmitConversation(self.d.channel, self.d.thread_id, limit))
         if wait is None:
             return True
-        await self._release(
-            wait,
-            refund=True,
-            error=f"paced: channel {self.d.channel!r} started {limit} new conversations today",
-            clear_in_flight=False,
-        )
+        reason = f"paced: channel {self.d.channel!r} started {limit} new conversations today"
+        await self._release(wait, refund=True, error=reason, clear_in_flight=False)
+        self.observer.retry_scheduled(self.d, None, wait, reason, burned=False)
         return False
 
     def _predecessor_left_send_open(self) -> bool:
