@@ -1,9 +1,9 @@
 """Does watching a worker slow it down? Ack latency with and without /metrics scraped every 100 ms.
 
 A real worker process (noop transport) drains a backlog of 4-part replies. The **ack cycle**
-of a part is the time between the cursor writes of two consecutive parts of one delivery
-(``delivery_parts.sent_at``): the commit of part *n*'s acknowledgement, the runner waking up,
-the (instant) send of part *n+1* and its acknowledgement reaching the writer. Its p99 is
+of a part is the time between the sends of two consecutive parts of one delivery (the
+``started_at`` of their attempt rows): the noop send of part *n* (instant), its acknowledgement
+reaching the writer and committing, and the runner waking up to send part *n+1*. Its p99 is
 compared between
 
 * ``baseline``: ``relaybox worker`` without metrics;
@@ -55,13 +55,13 @@ def _free_port() -> int:
 def _ack_cycles(store: Any) -> list[float]:
     def unit(tx: Any) -> list[float]:
         rows = tx._conn.execute(
-            "SELECT delivery_id, part_index, sent_at FROM delivery_parts"
-            " WHERE sent_at IS NOT NULL ORDER BY delivery_id, part_index"
+            "SELECT delivery_id, part_index, started_at FROM delivery_attempts"
+            " WHERE outcome = 'surfaced' ORDER BY delivery_id, part_index"
         ).fetchall()
         cycles: list[float] = []
         previous: dict[int, float] = {}
         for r in rows:
-            delivery, at = int(r["delivery_id"]), float(r["sent_at"])
+            delivery, at = int(r["delivery_id"]), float(r["started_at"])
             if delivery in previous:
                 cycles.append((at - previous[delivery]) * 1000.0)
             previous[delivery] = at
@@ -89,15 +89,24 @@ class _Scraper(threading.Thread):
                 self.errors += not ok
 
 
-def one_run(kind: str, replies: int, *, scraped: bool) -> dict[str, Any]:
+def one_run(
+    kind: str,
+    replies: int,
+    *,
+    scraped: bool,
+    metrics: bool | None = None,
+    refresh: float | None = SCRAPE_EVERY,
+) -> dict[str, Any]:
+    """One drain; ``metrics``: serve /metrics (default: when scraped); ``refresh``: gauges."""
+    metrics = scraped if metrics is None else metrics
     with fresh_store(kind) as bench:
         store = open_store(bench.url)
         settings: dict[str, Any] = {"concurrency": 32}
-        if scraped:
-            settings["metrics_refresh_seconds"] = SCRAPE_EVERY
+        if metrics and refresh is not None:
+            settings["metrics_refresh_seconds"] = refresh
         config = write_config(work_dir(), **settings)
         port = _free_port()
-        extra = ["--metrics-port", str(port)] if scraped else []
+        extra = ["--metrics-port", str(port)] if metrics else []
         worker = start_worker(bench.url, config, extra=extra)
         scraper = _Scraper(f"http://127.0.0.1:{port}/metrics") if scraped else None
         try:
