@@ -47,7 +47,16 @@ def _csrf(client: httpx.Client, base: str) -> str:
 
 
 def test_overview_pages_and_api_agree_with_the_store(seeded: tuple[Store, dict[str, int]]):
+    import time
+
+    from relaybox.workers.transitions import WorkerRecord, register
+
     store, _ids = seeded
+    now = time.time()
+    paused = {"sms": {"paused_until": now + 60, "paused_since": now}}
+    alive = WorkerRecord("w-<b>1</b>", "host-a", 41, "0.1", ("sms",), 64, now, channel_state=paused)
+    store.run_sync(register(alive, now))
+    store.run_sync(register(WorkerRecord("w-dead", "host-b", 42, "0.1", ("chat",), 8, 0.0), 0.0))
     with console_server(store) as base, httpx.Client() as client:
         data = client.get(f"{base}/api/v1/overview").json()
         by_channel = {c["channel"]: c for c in data["channels"]}
@@ -58,9 +67,13 @@ def test_overview_pages_and_api_agree_with_the_store(seeded: tuple[Store, dict[s
         assert by_channel["sms"]["failures_last_hour"] == 1
         assert data["totals"]["queued"] == 3
         assert data["tasks"]["open"] == 1
+        assert [w["id"] for w in data["workers"]] == ["w-<b>1</b>"]  # the dead one is not live
+        assert by_channel["sms"]["paused_until"] == pytest.approx(now + 60)
+        assert by_channel["chat"]["paused_until"] is None
         assert client.get(f"{base}/api/v1/tasks").json()[0]["id"] == _ids["task"]
         assert f'id="task-{_ids["task"]}"' in client.get(f"{base}/tasks").text
         html = client.get(f"{base}/").text
+        assert 'data-worker="w-&lt;b&gt;1&lt;/b&gt;"' in html and "w-dead" not in html
         row = re.search(r'<tr data-channel="sms">(.*?)</tr>', html, re.S)
         assert row and re.search(r'class="num queued"><a [^>]*>2</a>', row.group(1))
         for window in ("1h", "6h", "24h"):

@@ -19,6 +19,7 @@ from relaybox.models import Delivery, Status
 from relaybox.store import Tx
 from relaybox.store.base import Unit
 from relaybox.tasks import inspect as task_inspect
+from relaybox.workers.inspect import list_workers
 
 WINDOWS = {"1h": 3600.0, "6h": 6 * 3600.0, "24h": 24 * 3600.0}
 BUCKETS = 60  # points per chart, whatever the window
@@ -51,19 +52,36 @@ class TaskCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """A live worker process, from the registry its heartbeat keeps (docs/observability.md)."""
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    channels: list[str]
+    in_flight: int
+    concurrency: int
+    started_at: float
+    last_seen_at: float
+    seen_seconds_ago: float
+
+
+@dataclass(frozen=True, slots=True)
 class Overview:
     at: float
     channels: list[ChannelRow]
     totals: ChannelRow
     tasks: TaskCounts = field(default_factory=TaskCounts)
-    workers: list[dict[str, Any]] = field(default_factory=list)
+    workers: list[WorkerRow] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def overview(now: float | None = None) -> Unit[Overview]:
-    """Unit (read): per channel, queued / sending / parked / failed in the last hour, ..."""
+def overview(now: float | None = None, dead_after: float = 30.0) -> Unit[Overview]:
+    """Unit (read): per channel, queued / sending / parked / failed in the last hour, ...;
+    live workers (seen within ``dead_after`` seconds) and the channels they report paused."""
 
     def unit(tx: Tx) -> Overview:
         at = time.time() if now is None else now
@@ -91,10 +109,32 @@ def overview(now: float | None = None) -> Unit[Overview]:
             line = row(r["channel"])
             line.paused_deliveries = int(r["n"])
             line.paused_until = float(r["until"])
+        workers = [w for w in list_workers(dead_after, at)(tx) if w.alive]
+        for w in workers:
+            for channel, state in w.channel_state.items():
+                until = state.get("paused_until") if isinstance(state, dict) else None
+                if isinstance(until, int | float) and until > at:
+                    line = row(channel)
+                    line.paused_until = max(line.paused_until or 0.0, float(until))
         channels = sorted(rows.values(), key=lambda c: c.channel)
         tasks = task_inspect.health_counts(at, hour_ago)(tx)
         counts = TaskCounts(tasks.open, tasks.late, tasks.timed_out)
-        return Overview(at, channels, _totals(channels), counts)
+        live = [
+            WorkerRow(
+                w.id,
+                w.host,
+                w.pid,
+                w.version,
+                list(w.channels),
+                w.in_flight,
+                w.concurrency,
+                w.started_at,
+                w.last_seen_at,
+                w.seen_seconds_ago,
+            )
+            for w in workers
+        ]
+        return Overview(at, channels, _totals(channels), counts, live)
 
     return unit
 

@@ -129,7 +129,8 @@ def _delivery_filter(**fields: str | None) -> filters.DeliveryFilter:
 @router.get("/overview", responses=_READ)
 async def get_overview(request: Request, _who: Viewer) -> Overview:
     """Per channel: queued, sending, parked (unknown), delivered and failed in the last hour."""
-    return await state_of(request).store.read(overview())
+    state = state_of(request)
+    return await state.store.read(overview(dead_after=state.config.worker.dead_after_seconds))
 
 
 @router.get("/charts", responses=_READ)

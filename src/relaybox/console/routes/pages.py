@@ -65,7 +65,7 @@ async def overview_page(request: Request) -> Response:
     if window not in WINDOWS:
         raise filters.BadFilter(f"window must be one of: {', '.join(WINDOWS)}")
     state = state_of(request)
-    summary = await state.store.read(overview())
+    summary = await state.store.read(overview(dead_after=state.config.worker.dead_after_seconds))
     chart_data = await state.store.read(charts(window, cache=state.charts))
     by_name = {s.name: s for s in chart_data.series}
     svgs = [
