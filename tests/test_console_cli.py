@@ -13,10 +13,12 @@ import sys
 import time
 
 import httpx
+import pytest
 from typer.testing import CliRunner
 
 from _console import seed_store
 from relaybox.cli import app
+from relaybox.models import Status
 from relaybox.outbox import inspect
 from relaybox.store import open_store
 
@@ -59,6 +61,26 @@ def test_bulk_retry_and_cancel_by_filter(store_url: str):
         assert store.read_sync(inspect.get_delivery(ids["sms-unknown-4"])).status == "unknown"
     finally:
         store.close()
+
+
+def test_bulk_reports_progress_per_batch(sqlite_url: str, monkeypatch: pytest.MonkeyPatch):
+    from relaybox.console import bulk
+    from relaybox.console.filters import DeliveryFilter
+
+    seed_store(sqlite_url)
+    monkeypatch.setattr(bulk, "BATCH", 2)  # three failed sms deliveries: batches of 2 and 1
+    calls: list[tuple[int, int]] = []
+    store = open_store(sqlite_url)
+    try:
+        where = DeliveryFilter(status=Status.FAILED, channel="sms")
+        result = bulk.run_bulk(
+            store, bulk.BulkAction.RETRY, where, who="cli:test",
+            progress=lambda done, total: calls.append((done, total)),
+        )  # fmt: skip
+    finally:
+        store.close()
+    assert calls == [(2, 3), (3, 3)]
+    assert (result.matched, result.changed, result.skipped) == (3, 3, 0)
 
 
 def test_serve_runs_as_a_process_on_postgres(pg_url: str):
