@@ -297,3 +297,22 @@ async def test_two_stores_behind_one_deduplicating_receiver_both_reach_their_use
         ["hello alice", "second part", "again alice", "hello bob", "second part", "again bob"]
     )
     assert rx.duplicates_on_wire == 0
+
+
+async def test_a_reply_stored_under_the_pre_0006_default_key_is_found_again(
+    rb: relaybox.Relaybox,
+) -> None:
+    fields = {"channel": "mem", "thread_id": "chat-1", "resource_id": "a"}
+    got = await rb.record_inbound(external_id="old", **fields)
+    legacy = await rb.enqueue(
+        channel="mem",
+        thread_id="chat-1",
+        recipient="a",
+        parts=["hi"],
+        reply_key=f"inbound-{got.inbound.id}:reply",  # what rb.reply stored before 0006
+    )
+    again = await rb.reply(got.inbound.id, ["hi"])
+    assert not again.created and again.delivery.id == legacy.delivery.id
+    fresh = await rb.record_inbound(external_id="new", **fields)
+    new = await rb.reply(fresh.inbound.id, ["hi"])
+    assert new.created and new.delivery.reply_key.startswith("rbx-")

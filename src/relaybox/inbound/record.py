@@ -138,9 +138,7 @@ def enqueue_reply(
     request = replace(
         reply,
         correlation_id=inbound["correlation_id"],
-        reply_key=(
-            reply.reply_key if key_given else derived_reply_key(tx, f"inbound-{inbound_id}:reply")
-        ),
+        reply_key=reply.reply_key if key_given else _default_reply_key(tx, inbound_id),
     )
     result = EnqueueUnit(request, now)(tx)
     if result.created:
@@ -150,6 +148,15 @@ def enqueue_reply(
         )
     tx.execute("mark_inbound_reply_enqueued", {"id": inbound_id, "now": now})
     return result
+
+
+def _default_reply_key(tx: Tx, inbound_id: int) -> str:
+    # Before migration 0006 the default key was ``inbound-<id>:reply``: a message answered
+    # then keeps that key, so answering it again after the upgrade still finds its reply.
+    legacy = f"inbound-{inbound_id}:reply"
+    if tx.fetch_one("delivery_by_reply_key", {"reply_key": legacy}) is not None:
+        return legacy
+    return derived_reply_key(tx, legacy)
 
 
 def mark_no_reply_needed(inbound_id: int, reason: str | None = None) -> Unit[InboundMessage]:
