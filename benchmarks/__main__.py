@@ -25,6 +25,7 @@ from benchmarks import (
     raw_store,
     recovery,
     report,
+    scale,
     throughput,
 )
 from benchmarks.common import machine
@@ -134,6 +135,7 @@ def main() -> int:
         "recovery": lambda: [recovery.measure(k, args.runs) for k in ("sqlite", "postgres")],
         "memory": lambda: [memory.measure(k) for k in ("sqlite", "postgres")],
         "operator_queries": lambda: [operator_queries.measure(k) for k in ("sqlite", "postgres")],
+        "scale": lambda: [scale.measure(k, THROUGHPUT_SETTINGS) for k in ("sqlite", "postgres")],
         "console_queries": lambda: [console_queries.measure(k) for k in ("sqlite", "postgres")],
     }
     for name in STEPS:

@@ -216,6 +216,30 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {row['store']} | {row['idle_rss_mb']:.0f} MB | {row['peak_rss_mb']:.0f} MB |"
             )
         lines.append("")
+    sc = results.get("scale")
+    if sc:
+        lines += [
+            "## 8. Scale: 1,000,000 queued 1-part replies over 100,000 threads",
+            "",
+            f"Claims of {sc[0]['claim_limit']} heads (each followed by acknowledging them), and "
+            f"one worker process draining for {sc[0]['window_seconds']:g} s, against a small "
+            "backlog in the same run.",
+            "",
+            "| store | claim ms, 1M queued (median / max) | claim ms, "
+            f"{sc[0]['shallow']['replies']:,} queued | ratio | parts/s, 1M queued | parts/s, "
+            f"{sc[0]['drain_shallow']['replies']:,} queued | ratio | seeding 1M |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in sc:
+            deep, shallow, drain = row["deep"], row["shallow"], row["drain_shallow"]
+            lines.append(
+                f"| {row['store']} | {deep['claim_ms_median']:.1f} / {deep['claim_ms_max']:.1f} "
+                f"| {shallow['claim_ms_median']:.1f} / {shallow['claim_ms_max']:.1f} | "
+                f"{row['claim_ratio_deep_to_shallow']:.2f}x | {deep['parts_per_second']:,} | "
+                f"{drain['parts_per_second']:,} | {row['parts_ratio_deep_to_shallow']:.2f}x | "
+                f"{deep['seed_seconds']:.0f} s |"
+            )
+        lines.append("")
     targets = results.get("targets")
     if targets:
         lines += ["## Targets", "", "| target | measured | |", "| --- | --- | --- |"]
