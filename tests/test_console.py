@@ -188,6 +188,9 @@ def test_actions_cancel_retry_resolve_and_their_guards(seeded: tuple[Store, dict
             follow_redirects=True,
         )
         assert done.status_code == 200 and 'id="status">queued<' in done.text
+        assert "<td>retried</td><td>console:local" in done.text  # the events table
+        detail = client.get(f"{api}/{ids['chat-failed-6']}").json()
+        assert [(e["kind"], e["actor"]) for e in detail["events"]] == [("retried", "console:local")]
     assert store.read_sync(inspect.get_delivery(ids["chat-failed-6"])).status == "queued"
     assert "retried by console:local" in (
         store.read_sync(inspect.get_delivery(ids["chat-failed-6"])).last_error or ""

@@ -47,6 +47,7 @@ from relaybox.inbound.models import InboundMessage
 from relaybox.inbound.query import find_gaps
 from relaybox.models import Attempt, Delivery
 from relaybox.outbox import inspect
+from relaybox.outbox.events import DeliveryEvent
 from relaybox.steps.inspect import list_steps
 from relaybox.steps.records import StepRecord
 from relaybox.tasks.inspect import list_tasks
@@ -83,6 +84,7 @@ Moment = Annotated[
 class DeliveryDetail:
     delivery: Delivery
     attempts: list[Attempt]
+    events: list[DeliveryEvent]  # who did what to it: operators, give-ups, parks, expiry
 
 
 @dataclass(frozen=True)
@@ -238,11 +240,12 @@ async def run_bulk_checked(
 
 @router.get("/deliveries/{delivery_id}", responses=_READ)
 async def get_delivery(request: Request, _who: Viewer, delivery_id: DeliveryId) -> DeliveryDetail:
-    """One delivery with its parts (GUIDs, outcomes), cursor and every attempt."""
+    """One delivery with its parts (GUIDs, outcomes), cursor, every attempt and event."""
     store = state_of(request).store
     found = await store.read(inspect.get_delivery(delivery_id))
     attempts = await store.read(inspect.attempts_of(delivery_id))
-    return DeliveryDetail(found, attempts)
+    events = await store.read(inspect.events_of(delivery_id))
+    return DeliveryDetail(found, attempts, events)
 
 
 @router.post("/deliveries/{delivery_id}/cancel", responses=_WRITE)

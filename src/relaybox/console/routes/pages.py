@@ -162,7 +162,8 @@ async def delivery_page(request: Request, delivery_id: str) -> Response:
     store = state_of(request).store
     found = await store.read(inspect.get_delivery(ident))
     attempts = await store.read(inspect.attempts_of(ident))
-    return page(request, "delivery.html", d=found, attempts=attempts)
+    events = await store.read(inspect.events_of(ident))
+    return page(request, "delivery.html", d=found, attempts=attempts, events=events)
 
 
 @router.post("/deliveries/{delivery_id}/{action}")
