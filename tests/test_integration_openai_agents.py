@@ -103,6 +103,26 @@ async def test_function_tools_and_model_responses_are_steps_a_second_run_replays
             pass
 
 
+async def test_a_model_error_is_not_stored_the_next_run_asks_again(
+    rb: relaybox.Relaybox,
+) -> None:
+    class Flaky(FakeModel):
+        async def get_response(self, *args: Any, **kw: Any) -> Any:
+            if self.requests == 0:
+                self.requests += 1
+                raise ConnectionError("provider unreachable")
+            return await super().get_response(*args, **kw)
+
+    rx = RelayboxAgents(rb)
+    model = Flaky()
+    agent = Agent(name="a", model=rx.model(model))
+    with relaybox.agent_run("corr-m", resource_id="alice"), pytest.raises(ConnectionError):
+        await Runner.run(agent, "hi")
+    with relaybox.agent_run("corr-m", resource_id="alice"):
+        assert (await Runner.run(agent, "hi")).final_output == "echo: hi"
+    assert model.requests == 2
+
+
 async def test_tool_errors_default_string_is_the_outcome_none_keeps_the_exception(
     rb: relaybox.Relaybox,
 ) -> None:
