@@ -20,6 +20,7 @@ from benchmarks import (
     enqueue,
     latency,
     memory,
+    memory_merges,
     operator_queries,
     peer_queues,
     raw_store,
@@ -31,7 +32,7 @@ from benchmarks import (
 from benchmarks.common import machine
 
 STEPS = ("raw_store", "throughput", "enqueue", "peers", "latency", "recovery", "memory",
-         "operator_queries", "console_queries")  # fmt: skip
+         "operator_queries", "console_queries", "memory_merges")  # fmt: skip
 # The worker settings the throughput runs use (documented in docs/performance.md).
 THROUGHPUT_SETTINGS = {"concurrency": 256, "claim_batch": 128}
 
@@ -137,6 +138,9 @@ def main() -> int:
         "operator_queries": lambda: [operator_queries.measure(k) for k in ("sqlite", "postgres")],
         "scale": lambda: [scale.measure(k, THROUGHPUT_SETTINGS) for k in ("sqlite", "postgres")],
         "console_queries": lambda: [console_queries.measure(k) for k in ("sqlite", "postgres")],
+        "memory_merges": lambda: [
+            memory_merges.measure(k, runs=args.runs) for k in ("sqlite", "postgres")
+        ],
     }
     for name in STEPS:
         if name not in only:

@@ -78,6 +78,11 @@ class RecordInbound:
     reply_key_given: bool = False
     now: float = field(default_factory=time.time)
 
+    @property
+    def lock_key(self) -> str:
+        """The unique (channel, external id) row it inserts: batches take these in order."""
+        return f"inbound\x1f{self.request.channel}\x1f{self.request.external_id}"
+
     def __call__(self, tx: Tx) -> InboundResult:
         request = self.request
         params = {

@@ -23,7 +23,7 @@ from relaybox.jsonvalue import NotJSON, dumps
 from relaybox.memory.errors import InvalidMemory, VersionConflict
 from relaybox.memory.scope import Scope, require_scope
 from relaybox.store import Store, Tx
-from relaybox.store.base import Unit
+from relaybox.store.base import Unit, locking
 from relaybox.store.conflicts import run_retrying
 
 RESOURCE_WIDE = ""  # thread key of the per-resource document (scopes refuse empty thread ids)
@@ -120,6 +120,11 @@ def _read_unit(resource_id: str, thread_key: str) -> Unit[WorkingMemory]:
     return unit
 
 
+def lock_key(resource_id: str, thread_key: str) -> str:
+    """The row lock a working-memory write takes (the store orders a batch's locks by it)."""
+    return f"memory.working\x1f{resource_id}\x1f{thread_key}"
+
+
 def _update_unit(
     resource_id: str, thread_key: str, fn: UpdateFn, max_bytes: int
 ) -> Unit[WorkingMemory]:
@@ -130,7 +135,7 @@ def _update_unit(
             raise InvalidMemory("the update function returned None; return the new document")
         return _write(tx, resource_id, thread_key, encode_document(new, max_bytes), current.version)
 
-    return unit
+    return locking(lock_key(resource_id, thread_key), unit)
 
 
 def _replace_unit(
@@ -147,7 +152,7 @@ def _replace_unit(
             )
         return _write(tx, resource_id, thread_key, text, current.version)
 
-    return unit
+    return locking(lock_key(resource_id, thread_key), unit)
 
 
 def _lock(tx: Tx, resource_id: str, thread_key: str) -> WorkingMemory:

@@ -21,7 +21,7 @@ from relaybox.steps.errors import StepLeaseLost
 from relaybox.steps.intent import Intent
 from relaybox.steps.records import FINAL_STATUSES, StepRecord, StepStatus
 from relaybox.store import Tx
-from relaybox.store.base import Unit
+from relaybox.store.base import Unit, locking
 
 MAX_INTENT_CHARS = 65_536  # the stored copy of the intent, for operators; the hash covers all
 
@@ -112,7 +112,8 @@ def claim(request: StepRequest) -> Unit[Decision]:
             raise InvalidState(f"step {request.step_id!r} conflicted but was not found")
         return _decide(tx, StepRecord.from_row(found), request, now)
 
-    return unit
+    # The step's row lock (insert or FOR UPDATE): batches take step locks in key order.
+    return locking(f"steps\x1f{request.resource_id}\x1f{request.step_id}", unit)
 
 
 def _decide(tx: Tx, record: StepRecord, request: StepRequest, now: float) -> Decision:
