@@ -143,7 +143,10 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     """A real ``relaybox worker`` process, exactly as a user starts one."""
     cmd = [PYTHON, "-m", "relaybox", "--db", url, "--config", str(config), "worker", *(extra or [])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its log goes to a file: a pipe nobody reads would block the worker once it filled up.
+    log_file = work_dir() / f"worker-{uuid.uuid4().hex[:8]}.log"
+    with log_file.open("wb") as log_out:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log_out)
     profile_dir = os.environ.get("RELAYBOX_BENCH_PROFILE")
     if profile_dir:  # py-spy, installed in the venv for profiling only (not a dependency)
         out = Path(profile_dir) / f"worker-{proc.pid}.txt"

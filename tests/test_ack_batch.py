@@ -12,6 +12,8 @@ from _outbox_helpers import fast_config
 from relaybox.models import Status
 from relaybox.outbox import transitions as tr
 from relaybox.worker.acks import AckBatcher
+from relaybox.worker.heartbeat import renew_once
+from relaybox.worker.runner import HeldDelivery
 
 
 @pytest.fixture
@@ -123,3 +125,20 @@ async def test_renew_extends_only_leases_still_held(rb: relaybox.Relaybox):
     assert kept == {a.id}
     assert (await rb.delivery(a.id)).lease_expires_at > before + 60
     assert await rb.store.run(tr.renew([], 120)) == set()
+
+
+async def test_heartbeat_does_not_call_a_delivery_finished_meanwhile_lost(rb: relaybox.Relaybox):
+    """A delivery completed while a renewal was on its way is not reported as a lost lease."""
+    await _enqueue(rb, "done", 1)
+    await _enqueue(rb, "gone", 1)
+    done, gone = sorted(
+        await rb.store.run(tr.claim("w", ["mem"], 10, lease_seconds=30)), key=lambda d: d.thread_id
+    )
+    assert await rb.store.run(tr.record_sent_many([_sent(done, 0, last=True)])) == [True]
+    await rb.cancel(gone.id)  # an operator took this one away: its worker must stop
+    held = [HeldDelivery(d, tr.Lease(d.id, d.lease_epoch)) for d in (done, gone)]
+    lost: list[int] = []
+    # The worker finished `done` meanwhile (no longer held); it still holds `gone`.
+    await renew_once(rb.store, held, 30, lambda d: lost.append(d.id), still_held=lambda: held[1:])
+    assert lost == [gone.id]
+    assert not held[0].lost and held[1].lost

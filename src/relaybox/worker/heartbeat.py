@@ -33,7 +33,7 @@ def heartbeat_service(
     """``on_lost`` (the worker's observer) hears of every lease found gone."""
 
     async def body() -> None:
-        await renew_once(store, list(held()), lease_seconds, on_lost)
+        await renew_once(store, list(held()), lease_seconds, on_lost, still_held=held)
 
     return Service("heartbeat", body, every=lease_seconds / 3.0, run_first=False, clock=clock)
 
@@ -43,11 +43,22 @@ async def renew_once(
     holding: list[HeldDelivery],
     lease_seconds: float,
     on_lost: Callable[[Delivery], None] | None = None,
+    still_held: Callable[[], Iterable[HeldDelivery]] | None = None,
 ) -> None:
+    """Renew every lease in ``holding``; flag the ones found gone.
+
+    A delivery that finished while the renewal was on its way (its last part recorded, so no
+    longer ``sending``) is not renewed either; with ``still_held`` (the worker's live view),
+    only deliveries the worker still holds afterwards count as lost, so a busy worker does not
+    report a false ``lease_lost`` for each delivery it completed meanwhile.
+    """
     if not holding:
         return
     kept = await store.run(tr.renew([h.lease for h in holding], lease_seconds))
+    live = None if still_held is None else {id(h) for h in still_held()}
     for h in holding:
+        if live is not None and id(h) not in live:
+            continue  # done with it meanwhile: nothing to stop
         if h.lease.delivery_id not in kept and not h.lost:
             h.lost = True
             if on_lost is not None:  # the worker's observer: one lease_lost line and count
