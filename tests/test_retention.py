@@ -86,9 +86,16 @@ async def test_prune_deletes_old_history_in_batches_and_keeps_active_deliveries(
 ):
     config = RetentionConfig(batch_size=3)
     plans = retention.plan(config)
-    assert [p.target.name for p in plans] == ["failures", "attempts", "deliveries", "inbound"]
+    names = ["failures", "inbound", "unanswered_inbound", "attempts", "deliveries"]
+    assert [p.target.name for p in plans] == names
     counted = {p.target.name: await rb.store.read(retention.count(p)) for p in plans}
-    assert counted == {"failures": 10, "attempts": 8, "deliveries": 8, "inbound": 0}
+    assert counted == {
+        "failures": 10,
+        "attempts": 8,
+        "deliveries": 8,
+        "inbound": 0,
+        "unanswered_inbound": 0,
+    }
     batches: dict[str, list[int]] = {}
     for p in plans:
         sizes = batches.setdefault(p.target.name, [])
@@ -97,7 +104,7 @@ async def test_prune_deletes_old_history_in_batches_and_keeps_active_deliveries(
     assert batches["failures"] == [3, 3, 3, 1]
     assert batches["attempts"] == [3, 3, 2]
     assert batches["deliveries"] == [3, 3, 2]
-    assert batches["inbound"] == [0]
+    assert batches["inbound"] == [0] and batches["unanswered_inbound"] == [0]
     assert await delivery_ids(rb) == set(seeded["kept"]) | set(seeded["recent"])
     for kept in seeded["kept"]:  # old, but queued, sending or parked: kept with its attempts
         assert await attempt_count(rb, kept) == 1
@@ -197,3 +204,50 @@ async def test_prune_once_reports_and_survives_a_closed_store(store_url: str):
     assert await prune_once(rb.store, RetentionConfig(batch_size=3), stop) == 4
     rb.close()
     assert await prune_once(rb.store, RetentionConfig(), stop) == 0  # logged, not raised
+
+
+async def test_unanswered_inbound_is_kept_until_answered_marked_or_its_own_retention(
+    rb: relaybox.Relaybox,
+):
+    """An unanswered message is a gap; pruning it would hide the silent loss `gaps` reports."""
+    ids = {}
+    for name in ("silent", "failed-reply", "marked", "answered"):
+        recorded = await rb.record_inbound(
+            channel="mem", external_id=name, thread_id=f"t-{name}", resource_id="r"
+        )
+        ids[name] = recorded.inbound.id
+    failed = await rb.reply(ids["failed-reply"], ["never arrived"])
+    answered = await rb.reply(ids["answered"], ["ok"])
+    await rb.mark_no_reply_needed(ids["marked"], "just a thumbs-up")
+
+    def age(tx: Tx) -> None:
+        tx.execute_script(f"UPDATE inbound_messages SET received_at = {OLD!r}")
+        for delivery_id, status in (
+            (failed.delivery.id, "failed"),
+            (answered.delivery.id, "delivered"),
+        ):
+            tx.execute_script(
+                f"UPDATE deliveries SET status = '{status}', finished_at = {OLD!r}"
+                f" WHERE id = {delivery_id}"
+            )
+
+    await rb.store.run(age)
+    gaps_before = sorted(m.external_id for m in await rb.gaps(0))
+    assert gaps_before == ["failed-reply", "silent"]
+    # The routine prune (and --older-than) keeps the gaps; the answered and marked go.
+    for p in retention.plan(RetentionConfig(), older_than_days=1):
+        await asyncio.to_thread(retention.prune_sync, rb.store, p, 10)
+    assert sorted(m.external_id for m in await rb.gaps(0)) == gaps_before
+    remaining = await rb.store.read(lambda tx: tx.fetch_all("inbound_gaps", _gap_params()))
+    assert len(remaining) == 2
+    # Past their own retention (90 days by default; here 30), gaps go too.
+    [plan] = retention.plan(
+        RetentionConfig(unanswered_inbound_days=30), tables=["unanswered_inbound"]
+    )
+    assert await rb.store.read(retention.count(plan)) == 2
+    await asyncio.to_thread(retention.prune_sync, rb.store, plan, 10)
+    assert await rb.gaps(0) == []
+
+
+def _gap_params() -> dict[str, object]:
+    return {"before": time.time(), "since": None, "limit": 100}

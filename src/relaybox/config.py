@@ -121,7 +121,9 @@ class RetentionConfig:
     deliveries_days: float = 30.0  # finished deliveries, with their parts and attempts
     attempts_days: float = 30.0
     failures_days: float = 30.0
-    inbound_days: float = 30.0
+    inbound_days: float = 30.0  # answered or marked "no reply needed"
+    # Unanswered inbound messages (gaps) are evidence of silent loss: kept longer.
+    unanswered_inbound_days: float = 90.0
     batch_size: int = 500  # rows per delete transaction: the store is never locked for long
     interval_seconds: float = 3600.0  # how often a worker prunes
     enabled: bool = True  # whether workers prune at all
@@ -426,7 +428,7 @@ _POSITIVE = {
 _NON_NEGATIVE = {
     "max_queue_depth", "max_unknown", "max_gaps", "max_late_tasks", "max_timed_out_tasks",
     "deliveries_days", "attempts_days",
-    "failures_days", "inbound_days", "min_failure_sample",
+    "failures_days", "inbound_days", "unanswered_inbound_days", "min_failure_sample",
 }  # fmt: skip
 # Channel limits (docs/platforms.md).
 _POSITIVE |= {"max_part_chars", "group_parts_per_minute", "new_conversations_per_day"}

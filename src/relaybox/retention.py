@@ -6,7 +6,8 @@ short transaction, so the store is never locked for long, and a cutoff fixed at 
 means the loop ends even while new rows arrive.
 
 Never pruned: deliveries still queued, sending or parked as ``unknown`` (and their attempts),
-inbound messages whose reply is one of those, and any table whose age is 0 ("keep forever").
+inbound messages whose reply is one of those, unanswered inbound messages (gaps) younger than
+``unanswered_inbound_days``, and any table whose age is 0 ("keep forever").
 
 To prune a new table, add a field to :class:`relaybox.config.RetentionConfig`, a count and a
 delete query to ``store/sql/<dialect>/``, and a :class:`PruneTarget` to :data:`TARGETS`.
@@ -36,8 +37,9 @@ class PruneTarget:
     what: str
 
 
-# The order matters a little: attempts before deliveries (a delivery's deletion takes its
-# attempts along anyway), inbound last (its rule looks at deliveries).
+# The order matters: inbound messages before deliveries, because whether a message was answered
+# is read from its delivered reply (pruned with the deliveries); attempts before deliveries (a
+# delivery's deletion takes its attempts along anyway). Keep inbound_days <= deliveries_days.
 TARGETS: tuple[PruneTarget, ...] = (
     PruneTarget(
         "failures",
@@ -45,6 +47,20 @@ TARGETS: tuple[PruneTarget, ...] = (
         "prune_failures",
         lambda r: r.failures_days,
         "failure audit rows",
+    ),
+    PruneTarget(
+        "inbound",
+        "count_prunable_inbound",
+        "prune_inbound",
+        lambda r: r.inbound_days,
+        "answered inbound messages (a reply delivered, or marked 'no reply needed')",
+    ),
+    PruneTarget(
+        "unanswered_inbound",
+        "count_prunable_unanswered_inbound",
+        "prune_unanswered_inbound",
+        lambda r: r.unanswered_inbound_days,
+        "unanswered inbound messages (what `relaybox gaps` lists), after their own retention",
     ),
     PruneTarget(
         "attempts",
@@ -60,14 +76,10 @@ TARGETS: tuple[PruneTarget, ...] = (
         lambda r: r.deliveries_days,
         "finished deliveries (delivered, failed, expired, cancelled), with parts and attempts",
     ),
-    PruneTarget(
-        "inbound",
-        "count_prunable_inbound",
-        "prune_inbound",
-        lambda r: r.inbound_days,
-        "inbound messages whose replies are finished",
-    ),
 )
+
+
+_KEPT_UNLESS_NAMED = frozenset({"unanswered_inbound"})
 
 
 @dataclass(frozen=True)
@@ -98,7 +110,11 @@ def plan(
     tables: list[str] | None = None,
     now: float | None = None,
 ) -> list[PrunePlan]:
-    """Which tables to prune and from when; ``older_than_days`` overrides every age."""
+    """Which tables to prune and from when; ``older_than_days`` overrides every age.
+
+    Except that of unanswered inbound messages, unless that table is named in ``tables``: a
+    routine ``prune --older-than 7d`` must not erase the evidence of silent loss.
+    """
     known = [t.name for t in TARGETS]
     for name in tables or []:
         if name not in known:
@@ -108,8 +124,11 @@ def plan(
     for target in TARGETS:
         if tables and target.name not in tables:
             continue
-        days = target.age_days(config) if older_than_days is None else older_than_days
-        if days <= 0 and older_than_days is None:
+        override = older_than_days
+        if target.name in _KEPT_UNLESS_NAMED and not (tables and target.name in tables):
+            override = None
+        days = target.age_days(config) if override is None else override
+        if days <= 0 and override is None:
             continue  # 0 = keep forever
         plans.append(PrunePlan(target, at - days * DAY, days))
     return plans

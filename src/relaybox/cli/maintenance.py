@@ -167,7 +167,13 @@ def prune_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, delete nothing.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete old history in small batches. Never deletes queued, sending or parked deliveries."""
+    """Delete old history in small batches.
+
+    Never deletes queued, sending or parked deliveries. Unanswered inbound messages (what
+    ``relaybox gaps`` lists) are kept until they are answered, marked "no reply needed", or
+    older than [retention] unanswered_inbound_days (default 90); --older-than does not apply to
+    them unless you name --table unanswered_inbound.
+    """
     older = seconds_of(older_than, "--older-than")
     with inspected(ctx) if dry_run else opened(ctx) as (store, config):
         try:

@@ -1,6 +1,7 @@
 -- Retention (spec C8): delete old history in small batches, one short transaction each.
 -- Never touched: deliveries still queued, sending or parked as unknown (nor their attempts),
--- and inbound messages whose reply is still one of those.
+-- inbound messages whose reply is still one of those, and unanswered inbound messages younger
+-- than their own (longer) retention.
 
 -- name: count_prunable_failures
 SELECT count(*) AS n FROM job_failures WHERE created_at < :cutoff;
@@ -35,19 +36,45 @@ WHERE id IN (
   AND status IN ('delivered', 'failed', 'expired', 'cancelled');
 
 -- name: count_prunable_inbound
-SELECT count(*) AS n FROM inbound_messages i
-WHERE i.received_at < :cutoff
+-- Answered (a reply was delivered) or marked "no reply needed", older than the cutoff. An
+-- unanswered message is a gap (`relaybox gaps`) and is kept: see prune_unanswered_inbound.
+SELECT count(*) AS n FROM inbound_status s
+WHERE s.received_at < :cutoff
+  AND (s.status = 'no_reply_needed' OR s.delivered_replies > 0)
   AND NOT EXISTS (
       SELECT 1 FROM deliveries d
-      WHERE d.correlation_id = i.correlation_id
+      WHERE d.correlation_id = s.correlation_id
         AND d.status IN ('queued', 'sending', 'unknown'));
 
 -- name: prune_inbound
 DELETE FROM inbound_messages WHERE id IN (
-    SELECT i.id FROM inbound_messages i
-    WHERE i.received_at < :cutoff
+    SELECT s.id FROM inbound_status s
+    WHERE s.received_at < :cutoff
+      AND (s.status = 'no_reply_needed' OR s.delivered_replies > 0)
       AND NOT EXISTS (
           SELECT 1 FROM deliveries d
-          WHERE d.correlation_id = i.correlation_id
+          WHERE d.correlation_id = s.correlation_id
             AND d.status IN ('queued', 'sending', 'unknown'))
-    ORDER BY i.id LIMIT :limit);
+    ORDER BY s.id LIMIT :limit);
+
+-- name: count_prunable_unanswered_inbound
+-- Unanswered messages (what `relaybox gaps` lists) have a retention of their own, longer by
+-- default ([retention] unanswered_inbound_days).
+SELECT count(*) AS n FROM inbound_status s
+WHERE s.received_at < :cutoff
+  AND s.status <> 'no_reply_needed' AND s.delivered_replies = 0
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries d
+      WHERE d.correlation_id = s.correlation_id
+        AND d.status IN ('queued', 'sending', 'unknown'));
+
+-- name: prune_unanswered_inbound
+DELETE FROM inbound_messages WHERE id IN (
+    SELECT s.id FROM inbound_status s
+    WHERE s.received_at < :cutoff
+      AND s.status <> 'no_reply_needed' AND s.delivered_replies = 0
+      AND NOT EXISTS (
+          SELECT 1 FROM deliveries d
+          WHERE d.correlation_id = s.correlation_id
+            AND d.status IN ('queued', 'sending', 'unknown'))
+    ORDER BY s.id LIMIT :limit);
