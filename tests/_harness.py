@@ -96,18 +96,18 @@ class WorkerProcess:
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until the worker says it is delivering (its signal handlers follow at once).
+        """Until the worker says it is delivering: its signal handlers are in place by then.
 
         A SIGTERM that arrives while the process is still importing ends it the default way
         (exit status -15), which is right for a process that holds nothing, but is not the
-        graceful stop a test wants to check.
+        graceful stop a test wants to check; the worker prints its line only once a SIGTERM
+        means a graceful stop, so no extra wait is needed.
         """
         deadline = time.monotonic() + timeout
         while " delivering on " not in self.output():
             assert self.alive(), f"worker {self.tag} exited early:\n{self.output()}"
             assert time.monotonic() < deadline, f"worker {self.tag} not ready:\n{self.output()}"
             time.sleep(0.05)
-        time.sleep(0.2)
 
     @property
     def pid(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -248,3 +249,68 @@ def test_broken_config_warns_and_inspection_answers(workdir: Path, store_url: st
     assert [d["status"] for d in json.loads(run.stdout)] == ["queued"]
     # Commands that change things still refuse a broken config.
     assert enqueue(workdir, store_url, "--part", "no").returncode == 1
+
+
+def test_worker_announces_delivering_only_once_sigterm_is_graceful(workdir: Path, tmp_path: Path):
+    """SIGTERM at the very moment "delivering on" appears stops the worker gracefully (exit 0).
+
+    No sleep: the line is printed after the signal handlers are installed.
+    """
+    db = f"sqlite:///{tmp_path}/w.db"
+    assert cli("--db", db, "migrate", cwd=workdir).returncode == 0
+    for _ in range(3):
+        worker = subprocess.Popen(
+            [sys.executable, "-u", "-m", "relaybox", "--db", db, "worker"],
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert worker.stdout is not None
+        line = worker.stdout.readline()
+        assert " delivering on " in line, line + (worker.stderr.read() if worker.stderr else "")
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+        assert worker.returncode == 0, err
+
+
+def test_version(tmp_path: Path):
+    run = cli("--version", cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout.startswith("relaybox ") and run.stderr == ""
+    assert run.stdout.split()[1][0].isdigit()
+
+
+def test_long_parts_from_files_and_stdin(workdir: Path, store_url: str):
+    long_text = "x" * 60 + "\nsecond line ✓"
+    (workdir / "one.txt").write_text(long_text + "\n", encoding="utf-8")
+    (workdir / "two.txt").write_text("two", encoding="utf-8")
+    config = workdir / "relaybox.toml"
+    config.write_text(config.read_text().replace("max_part_bytes = 100", "max_part_bytes = 4096"))
+    made = enqueue(workdir, store_url, "--part-file", "one.txt", "--part-file", "two.txt", "--json")
+    assert made.returncode == 0, made.stderr
+    assert [p["body"] for p in json.loads(made.stdout)["parts"]] == [long_text, "two"]
+    piped = subprocess.run(
+        [sys.executable, "-m", "relaybox", "--db", store_url, "enqueue", "--channel", "sms",
+         "--thread", "chat-2", "--to", "bob", "--part", "first", "--part", "-", "--json"],
+        input="from stdin\n", capture_output=True, text=True, cwd=workdir, timeout=60,
+    )  # fmt: skip
+    assert piped.returncode == 0, piped.stderr
+    assert [p["body"] for p in json.loads(piped.stdout)["parts"]] == ["first", "from stdin"]
+    (workdir / "bad.txt").write_bytes(b"\xff\xfe not utf-8")
+    for extra, message in (
+        (["--part-file", "bad.txt"], "error: the part in bad.txt is not UTF-8 text"),
+        (["--part-file", "missing.txt"], "error: --part-file missing.txt: no such file"),
+        (["--part", "a", "--part-file", "two.txt"], "error: use either --part or --part-file"),
+        ([], "error: a reply needs at least one part"),
+    ):
+        run = enqueue(workdir, store_url, *extra)
+        assert run.returncode == 1 and run.stderr.startswith(message), run.stderr
+    listed = json.loads(cli("--db", store_url, "deliveries", "list", "--json", cwd=workdir).stdout)
+    assert len(listed) == 2  # nothing stored by the refused ones
+
+
+def test_resolve_without_a_flag_explains_both_choices(tmp_path: Path, sqlite_url: str):
+    run = cli("--db", sqlite_url, "deliveries", "resolve", "1", cwd=tmp_path)
+    assert run.returncode == 1
+    assert "--arrived" in run.stderr and "--not-arrived" in run.stderr
+    assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1

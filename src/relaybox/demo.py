@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -132,11 +133,20 @@ def run_demo(*, keep: bool = True) -> int:
     console.print(f"\nResult: {verdict}")
     if keep:
         console.print(
-            f"\nInspect it yourself:\n"
-            f"  relaybox --db {db_url} deliveries show {delivery.id}\n"
+            f"\nInspect it yourself (relaybox is {_command()}):\n"
+            f"  {_command()} --db {db_url} deliveries show {delivery.id}\n"
             f"  sqlite3 {workdir}/demo.db 'SELECT * FROM delivery_attempts'"
         )
     return 0 if correct else 1
+
+
+def _command() -> str:
+    """How to run relaybox from this shell: the bare name if it is on the PATH, else its path."""
+    beside = Path(sys.executable).parent / "relaybox"
+    on_path = shutil.which("relaybox")
+    if on_path is not None and Path(on_path).resolve() == beside.resolve():
+        return "relaybox"
+    return str(beside) if beside.exists() else f"{sys.executable} -m relaybox"
 
 
 async def _enqueue(rb: relaybox.Relaybox) -> Delivery:

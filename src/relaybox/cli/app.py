@@ -60,8 +60,31 @@ def _global_options(
         Path | None,
         typer.Option("--config", help="Path to relaybox.toml (default: ./relaybox.toml)."),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print relaybox's version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
 ) -> None:
     ctx.obj = Globals(db=db, config_path=config)
+
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        number = installed_version("relaybox")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        number = "unknown (not installed)"
+    sys.stdout.write(f"relaybox {number}\n")
+    raise typer.Exit()
 
 
 def globals_of(ctx: typer.Context) -> Globals:

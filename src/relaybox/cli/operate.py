@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -46,7 +49,18 @@ def enqueue_command(
     channel: Annotated[str, typer.Option(help="Channel name from relaybox.toml.")],
     thread: Annotated[str, typer.Option(help="Conversation thread id, e.g. chat-42.")],
     to: Annotated[str, typer.Option(help="Recipient address on the channel.")],
-    part: Annotated[list[str], typer.Option(help="One part of the reply; repeat in order.")],
+    part: Annotated[
+        list[str] | None,
+        typer.Option(help="One part of the reply; repeat in order. '-' reads one part from stdin."),
+    ] = None,
+    part_file: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--part-file",
+            help="Read one part from this UTF-8 file (one trailing newline is dropped);"
+            " repeat in order. Not together with --part.",
+        ),
+    ] = None,
     reply_key: Annotated[
         str | None, typer.Option(help="Idempotency key: the same key enqueues once.")
     ] = None,
@@ -62,12 +76,13 @@ def enqueue_command(
     """Store a reply of one or more parts; a worker delivers it."""
     from relaybox.outbox.enqueue import EnqueueUnit, build_request
 
+    parts = _parts(part or [], part_file or [])
     with opened(ctx) as (store, config):
         request = build_request(
             config.channel(channel),
             thread_id=thread,
             recipient=to,
-            parts=part,
+            parts=parts,
             resource_id=resource,
             reply_key=reply_key,
             correlation_id=correlation_id,
@@ -89,6 +104,37 @@ def enqueue_command(
         out.print(f"  part {p.index + 1}  guid {p.guid}")
     if result.superseded:
         out.print(f"superseded: {', '.join(map(str, result.superseded))}")
+
+
+def _parts(given: list[str], files: list[Path]) -> list[str]:
+    """The reply's parts from --part (``-``: stdin) or --part-file, in order."""
+    if given and files:
+        raise fail("use either --part or --part-file, not both (their order would be ambiguous)")
+    if not given and not files:
+        raise fail("a reply needs at least one part: --part TEXT, --part - (stdin) or --part-file")
+    if given.count("-") > 1:
+        raise fail("--part - (stdin) can be given only once")
+    if files:
+        return [_read_part(path.read_bytes, str(path)) for path in files if _exists(path)]
+    return [_read_part(sys.stdin.buffer.read, "stdin") if p == "-" else p for p in given]
+
+
+def _exists(path: Path) -> bool:
+    if not path.is_file():
+        raise fail(f"--part-file {path}: no such file")
+    return True
+
+
+def _read_part(read: Callable[[], bytes], where: str) -> str:
+    try:
+        raw = read()
+    except OSError as error:
+        raise fail(f"cannot read part from {where}: {error.strerror or error}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise fail(f"the part in {where} is not UTF-8 text") from None
+    return text[:-1] if text.endswith("\n") else text
 
 
 def worker_command(
@@ -157,11 +203,18 @@ def worker_command(
                 worker.services.add(resume_service(Relaybox(store, config), handler))
                 out.print(f"resuming turns with {spec}", markup=False)
             where = "" if metrics is None else f"; metrics at {metrics.url}"
-            out.print(
+            ready = (
                 f"worker {worker.worker_id} delivering on {', '.join(sorted(config.channels))}"
                 f" from {store.connector.describe()}{where} (Ctrl-C to stop)"
             )
-            asyncio.run(worker.run(install_signal_handlers=True))
+
+            def announce() -> None:
+                # Only now: SIGTERM/SIGINT are handled (graceful stop) from here on, so a
+                # supervisor (or a test) that waits for this line may signal at once.
+                out.print(ready, markup=False)
+                sys.stdout.flush()
+
+            asyncio.run(worker.run(install_signal_handlers=True, on_ready=announce))
         finally:
             if metrics is not None:
                 metrics.close()

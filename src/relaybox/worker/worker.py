@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from relaybox.audit.deliveries import worker_failure
 from relaybox.audit.recorder import FailureAuditor
@@ -233,12 +233,24 @@ class Worker:
     def in_flight(self) -> int:
         return len(self._held)
 
-    async def run(self, *, install_signal_handlers: bool = False) -> None:
+    async def run(
+        self,
+        *,
+        install_signal_handlers: bool = False,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        """Deliver until :meth:`stop` (or SIGTERM/SIGINT with ``install_signal_handlers``).
+
+        ``on_ready`` is called once the signal handlers are in place: the CLI prints its
+        "delivering on ..." line there, so whoever waits for that line may signal at once.
+        """
         loop = asyncio.get_running_loop()
         if install_signal_handlers:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self._on_signal, sig.name)
             loop.add_signal_handler(signal.SIGHUP, self.reload_settings)
+        if on_ready is not None:
+            on_ready()
         await self.registry.register()
         self.services.start(self._stop)
         self.observer.worker_started(self.worker_id, sorted(self.transports), self.concurrency)
