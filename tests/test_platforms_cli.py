@@ -48,7 +48,7 @@ def test_transports_lists_builtins_with_presets(tmp_path: Path) -> None:
     assert "url" in rows["webhook"]["options"]
 
 
-def test_webhooks_command_serves_the_inbound_app(tmp_path: Path) -> None:
+def test_webhooks_command_serves_the_inbound_app(store_url: str, tmp_path: Path) -> None:
     (tmp_path / "mybot.py").write_text(HANDLER, encoding="utf-8")
     (tmp_path / "relaybox.toml").write_text(
         '[channels.tg]\ntransport = "telegram"\n\n[channels.mem]\ntransport = "memory"\n',
@@ -67,7 +67,18 @@ def test_webhooks_command_serves_the_inbound_app(tmp_path: Path) -> None:
     )
     assert no_inbound.returncode == 1 and "has no inbound webhook" in no_inbound.stderr
     process = subprocess.Popen(
-        [sys.executable, "-m", "relaybox", "webhooks", "--handler", "mybot:handle", "--port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "relaybox",
+            "--db",
+            store_url,
+            "webhooks",
+            "--handler",
+            "mybot:handle",
+            "--port",
+            "0",
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -86,9 +97,7 @@ def test_webhooks_command_serves_the_inbound_app(tmp_path: Path) -> None:
         assert httpx.post(url, json=update, timeout=10).status_code == 401
 
         async def replied() -> list[relaybox.InboundMessage]:
-            async with relaybox.open(
-                f"sqlite:///{tmp_path / 'relaybox.db'}", config=str(tmp_path / "relaybox.toml")
-            ) as rb:
+            async with relaybox.open(store_url, config=str(tmp_path / "relaybox.toml")) as rb:
                 return await rb.store.read(list_inbound())
 
         deadline = time.monotonic() + 20

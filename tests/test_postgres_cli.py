@@ -75,6 +75,8 @@ COMMANDS: dict[str, list[str] | None] = {
     "turns show": ["turns", "show", "{turn}", "--json"],
     "turns retry": ["turns", "retry", "{turn}", "--json"],
     "resume": ["resume", "--handler", "tests._turn_handlers:answer_hello", "--json"],
+    "transports": None,  # lists the transport registry; never opens the --db store
+    "webhooks": None,  # long-running: a real process on both stores in test_platforms_cli.py
 }  # fmt: skip
 
 
