@@ -20,7 +20,7 @@ from relaybox.outbox import transitions as tr
 from relaybox.outbox.enqueue import EnqueueUnit, build_request
 from relaybox.store import Store, Tx, open_store
 from relaybox.store.postgres import PostgresTx
-from relaybox.store.queries import load_queries
+from relaybox.store.queries import load_queries, to_pyformat
 
 CHANNEL = fast_config().channel("mem")
 
@@ -50,7 +50,7 @@ def test_enqueues_committed_out_of_id_order_never_put_two_of_a_thread_in_flight(
     store = open_store(pg_url)
     slow = psycopg.connect(pg_url, row_factory=dict_row)  # not autocommit: one open transaction
     try:
-        older = _request("chat-1", "older")(PostgresTx(slow, load_queries("postgres")))
+        older = _request("chat-1", "older")(PostgresTx(slow, load_queries("postgres", to_pyformat)))
         newer = store.run_sync(_request("chat-1", "newer"))
         assert older.delivery.id < newer.delivery.id
         [first] = _claim(store, "a")  # the older reply is not committed: invisible

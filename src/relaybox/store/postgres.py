@@ -14,7 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from relaybox.store.base import Params, Row, WakeSource
-from relaybox.store.queries import load_queries
+from relaybox.store.queries import load_queries, to_pyformat
 
 # 57P01 admin shutdown / pg_terminate_backend, 57P02 crash shutdown, 57P03 cannot connect now.
 _SHUTDOWN_STATES = frozenset({"57P01", "57P02", "57P03"})
@@ -79,7 +79,7 @@ class PostgresConnector:
         self.url = url
         self.role = role
         self.read_only = read_only
-        self._queries = load_queries("postgres")
+        self._queries = load_queries("postgres", to_pyformat)
 
     def describe(self) -> str:
         return _redact(self.url)

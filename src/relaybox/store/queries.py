@@ -12,6 +12,7 @@ the hot path is a dozen such arrays; docs/performance.md).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 
@@ -42,16 +43,28 @@ def to_pyformat(sql: str) -> str:
     return _NAMED_PARAM.sub(r"%(\1)s", _ARRAY_PARAM.sub(r"%(\1)b", escaped))
 
 
-@cache
-def load_queries(dialect: str) -> dict[str, str]:
-    """All queries of one dialect, in the driver's parameter style."""
-    queries: dict[str, str] = {}
-    folder = resources.files("relaybox.store").joinpath("sql", dialect)
-    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".sql"):
-            continue
-        for name, sql in parse_queries(entry.read_text(encoding="utf-8")).items():
-            if name in queries:
-                raise ValueError(f"query {name!r} is defined in two files of {dialect}")
-            queries[name] = to_pyformat(sql) if dialect == "postgres" else sql
+def query_texts(dialect: str) -> dict[str, tuple[str, str]]:
+    """``{name: (file, sql)}`` of one dialect (shared files included), as written."""
+    queries: dict[str, tuple[str, str]] = {}
+    for folder_name in ("shared", dialect):
+        folder = resources.files("relaybox.store").joinpath("sql", folder_name)
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+            if not entry.name.endswith(".sql"):
+                continue
+            where = f"{folder_name}/{entry.name}"
+            for name, sql in parse_queries(entry.read_text(encoding="utf-8")).items():
+                if name in queries:
+                    raise ValueError(
+                        f"query {name!r} is defined in {queries[name][0]} and in {where}"
+                    )
+                queries[name] = (where, sql)
     return queries
+
+
+@cache
+def load_queries(dialect: str, rewrite: Callable[[str], str] | None = None) -> dict[str, str]:
+    """All queries of one dialect, passed through the driver's ``rewrite`` (parameter style)."""
+    return {
+        name: sql if rewrite is None else rewrite(sql)
+        for name, (_where, sql) in query_texts(dialect).items()
+    }
