@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from pydantic_ai import Agent, ModelRetry, RunContext
+from pydantic_ai.exceptions import UserError
 from pydantic_ai.messages import (
     ModelMessage,
     ModelResponse,
@@ -28,6 +29,7 @@ from pydantic_ai.messages import (
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
 from pydantic_ai.tools import Tool
+from pydantic_ai.toolsets import FunctionToolset
 
 import relaybox
 from relaybox.config import parse_config
@@ -239,6 +241,10 @@ async def test_tool_metadata_opts_a_pure_tool_out_and_bad_metadata_is_refused(
     with relaybox.agent_run("corr-b", resource_id="alice"), pytest.raises(InvalidStep) as error:
         await bad.run("hi")
     assert "retry_sfae" in str(error.value)
+
+    # A toolset handed to one run would bypass the steps: refused inside an agent run.
+    with relaybox.agent_run("corr-x", resource_id="alice"), pytest.raises(UserError):
+        await pure.run("hi", toolsets=[FunctionToolset([lookup], id="extra")])
 
 
 async def test_a_streamed_request_is_journaled_too(rb: relaybox.Relaybox) -> None:
