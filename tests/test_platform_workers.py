@@ -143,9 +143,9 @@ async def test_telegram_per_chat_per_group_and_per_bot_limits(store_url: str) ->
     for chat, interval in (("1001", 1 / 20), ("1002", 1 / 20), ("-3003", 60 / 600)):
         times = [m.at for m in fake.shown(chat)]
         assert len(times) == chats[chat] * 2
-        # (the first request also opens a connection and may arrive late: measure after it)
-        assert min(gaps(times)[1:]) >= interval * 0.6, (chat, gaps(times))
-        assert times[-1] - times[1] >= (len(times) - 2) * interval * 0.85, chat
+        # Per-chat gaps count from each answer, so they hold by the fake's clock exactly
+        # (less the event loop's timer resolution), even after a slow first connection.
+        assert min(gaps(times)) >= interval - 0.005, (chat, gaps(times))
     everything = sorted(m.at for m in fake.shown())
     assert everything[-1] - everything[1] >= (len(everything) - 2) / 60.0 * 0.85
 
@@ -158,8 +158,7 @@ async def test_slack_per_channel_limit(store_url: str) -> None:
     assert {d.status for d in done} == {Status.DELIVERED}
     for channel in ("C1", "C2"):
         times = [m.at for m in fake.shown(channel)]
-        assert len(times) == 6 and min(gaps(times)[1:]) >= 0.04 * 0.6
-        assert times[-1] - times[1] >= 4 * 0.04 * 0.85
+        assert len(times) == 6 and min(gaps(times)) >= 0.04 - 0.005, gaps(times)
 
 
 async def test_discord_buckets_are_never_overrun(store_url: str) -> None:

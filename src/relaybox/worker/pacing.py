@@ -1,7 +1,9 @@
 """Pacing: per-channel, per-thread and per-group send rates, and pauses after a rate-limit answer.
 
 Waiting here never burns an attempt: the delivery keeps its lease (renewed by the heartbeat)
-and simply sends later. The rates come from the channel's config, where a platform transport's
+and simply sends later. Per-thread gaps count from each send's answer (see :meth:`Pacer.sent`),
+so the platform sees them even when a request arrives late; per-channel rates book start times
+(sends run concurrently). The rates come from the channel's config, where a platform transport's
 preset fills in the platform's documented limits (``parts_per_second`` per bot or sending
 line, ``thread_parts_per_second`` per chat, ``group_parts_per_minute`` per group chat, told
 apart by the transport kind's ``is_group``). Pacing is per worker process: with N workers on
@@ -55,17 +57,7 @@ class Pacer:
             slot = max(slot, self._next_channel_slot.get(channel, 0.0))
             cost = self._cost[channel](text) if channel in self._cost else 1.0
             self._next_channel_slot[channel] = slot + cost / config.parts_per_second
-        thread_interval = 0.0
-        if config is not None and config.thread_parts_per_second:
-            thread_interval = 1.0 / config.thread_parts_per_second
-        is_group = self._is_group.get(channel)
-        if (
-            config is not None
-            and config.group_parts_per_minute
-            and is_group is not None
-            and is_group(recipient)
-        ):
-            thread_interval = max(thread_interval, 60.0 / config.group_parts_per_minute)
+        thread_interval = self._thread_interval(channel, recipient)
         if thread_interval:
             key = (channel, thread_id)
             slot = max(slot, self._next_thread_slot.get(key, 0.0))
@@ -74,6 +66,32 @@ class Pacer:
                 self._forget_idle_threads(now)
         if slot > now:
             await asyncio.sleep(slot - now)
+
+    def sent(self, channel: str, thread_id: str, recipient: str = "") -> None:
+        """A send in this thread finished (answered or not): its next part waits a full
+        interval from now.
+
+        The slot booked in :meth:`wait_turn` counts from when the request was made, but the
+        platform counts from when it arrived; a request that arrived late (a new connection,
+        a slow network) would otherwise leave a shorter gap before the next one. A thread
+        sends one part at a time, so counting from the answer costs one round trip per part
+        and guarantees the gap the platform sees.
+        """
+        interval = self._thread_interval(channel, recipient)
+        if interval:
+            key = (channel, thread_id)
+            until = time.monotonic() + interval
+            self._next_thread_slot[key] = max(self._next_thread_slot.get(key, 0.0), until)
+
+    def _thread_interval(self, channel: str, recipient: str) -> float:
+        config = self._channels.get(channel)
+        if config is None:
+            return 0.0
+        interval = 1.0 / config.thread_parts_per_second if config.thread_parts_per_second else 0.0
+        is_group = self._is_group.get(channel)
+        if config.group_parts_per_minute and is_group is not None and is_group(recipient):
+            interval = max(interval, 60.0 / config.group_parts_per_minute)
+        return interval
 
     def _forget_idle_threads(self, now: float) -> None:
         for key in [k for k, t in self._next_thread_slot.items() if t < now]:

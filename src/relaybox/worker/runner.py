@@ -178,7 +178,9 @@ class DeliveryRunner:
             error = TransientError(f"transport raised {type(unexpected).__name__}: {unexpected}")
             log.warning("transport %s raised unexpectedly", self.channel.name, exc_info=True)
         else:
+            self.ctx.pacer.sent(self.channel.name, self.d.thread_id, self.d.recipient)
             return await self._on_result(part, result, started)
+        self.ctx.pacer.sent(self.channel.name, self.d.thread_id, self.d.recipient)
         self.observer.send_failed(
             self.d, part, _outcome_of(error), str(error), time.time() - started
         )
