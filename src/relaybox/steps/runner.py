@@ -133,7 +133,8 @@ class StepRunner:
         concurrent run, :class:`StepNeedsReconciliation` for a crashed unsafe run, and the
         body's own error when it is retryable.
         """
-        with tracing.step_span(step_id, intent.tool, correlation_id):
+        tool = intent.tool if isinstance(intent, Intent) else "?"  # refused in _run
+        with tracing.step_span(step_id, tool, correlation_id):
             return await self._run(
                 step_id,
                 intent,
