@@ -184,7 +184,7 @@ def _take(
     )
     detail = f"{source}: {why}; attempt {claimed.attempts}"
     if discarded:
-        detail += f"; {discarded} history entries of earlier attempts discarded"
+        detail += f"; history entries of earlier attempts discarded: {discarded}"
     _event(tx, claimed, "retried", settings.owner, now, detail)
     return Outcome.RETRY, claimed
 
@@ -230,7 +230,7 @@ def answer(
         done = _finish(tx, lease, TurnStatus.ANSWERED, result.delivery.id, now)
         detail = f"delivery {result.delivery.id}" + ("" if result.created else " (stored before)")
         if history:
-            detail += f"; {len(history)} history entries"
+            detail += f"; history entries: {len(history)}"
         _event(tx, done, "answered", worker, now, detail)
         return done, result
 
