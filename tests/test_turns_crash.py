@@ -60,7 +60,7 @@ async def answer(turn):
 
     done = await rb.step(f"{turn.key}:tool:1:0", Intent("charge", {"amount": 1200}), charge,
                          resource_id=turn.resource_id, correlation_id=turn.correlation_id,
-                         retry_safe=True)
+                         retry_safe=os.environ.get("UNSAFE_TOOL") != "1")
     text = f"Charged 12.00 EUR ({done.value['charge']})."
     await turn.reply([text], history=[("assistant", text)])
     crash("after_reply")
@@ -68,11 +68,14 @@ async def answer(turn):
 
 async def main(url, external_id):
     rb = relaybox.open(url)
-    async with rb.turn(channel="mem", external_id=external_id, thread_id="chat-1",
-                       resource_id="alice", text="charge me") as turn:
-        print(turn.outcome, flush=True)
-        if turn.should_run:
-            await answer(turn)
+    try:
+        async with rb.turn(channel="mem", external_id=external_id, thread_id="chat-1",
+                           resource_id="alice", text="charge me") as turn:
+            print(turn.outcome, flush=True)
+            if turn.should_run:
+                await answer(turn)
+    except relaybox.StepNeedsReconciliation:
+        print("blocked", flush=True)  # the turn waits for an operator; answer the webhook
     rb.close()
 
 
@@ -93,9 +96,14 @@ transport = "memory"
 
 
 def run(
-    tmp_path: Path, *args: str, crash_at: str | None = None
+    tmp_path: Path, *args: str, crash_at: str | None = None, unsafe: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(tmp_path), "CRASH_AT": crash_at or ""}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path),
+        "CRASH_AT": crash_at or "",
+        "UNSAFE_TOOL": "1" if unsafe else "0",
+    }
     return subprocess.run(
         [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
@@ -154,5 +162,47 @@ async def test_a_turn_killed_at_any_point_ends_with_one_charge_one_reply_clean_h
             ("assistant", {"tool_call": {"name": "charge", "args": {"amount": 1200}}}),
             ("assistant", reply),
         ]
+    finally:
+        rb.close()
+
+
+@pytest.mark.slow
+async def test_a_tool_that_is_not_retry_safe_blocks_its_turn_until_an_operator_resolves_it(
+    store_url: str, tmp_path: Path
+) -> None:
+    (tmp_path / "agent_mod.py").write_text(AGENT)
+    (tmp_path / "relaybox.toml").write_text(CONFIG)
+    killed = run(tmp_path, "agent_mod.py", store_url, "SM81", crash_at="inside_tool", unsafe=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    rb = relaybox.open(store_url, config=str(tmp_path / "relaybox.toml"))
+    try:
+        await expire_leases(rb)
+        again = run(tmp_path, "agent_mod.py", store_url, "SM81", unsafe=True)
+        assert (again.returncode, again.stdout.split()) == (0, ["retry", "blocked"]), again.stderr
+        blocked = run(tmp_path, "agent_mod.py", store_url, "SM81", unsafe=True)
+        assert blocked.stdout.split() == ["blocked"]  # a redelivery does not run it again
+        cli = ("-m", "relaybox", "--db", store_url)
+        flagged = json.loads(
+            run(tmp_path, *cli, "steps", "list", "--needs-reconciliation", "--json").stdout
+        )
+        assert [s["step_id"] for s in flagged] == ["turn-1:tool:1:0"]
+        nothing = run(tmp_path, *cli, "resume", "--handler", "agent_mod:answer", "--json")
+        assert json.loads(nothing.stdout) == []  # blocked: not resumable before the operator
+        resolved = run(
+            tmp_path, *cli, "steps", "resolve", str(flagged[0]["id"]), "--succeeded",
+            "--result", '{"charge": "ch_seen"}', "--reason", "seen in the PSP dashboard",
+        )  # fmt: skip
+        assert resolved.returncode == 0, resolved.stderr
+        resumed = run(tmp_path, *cli, "resume", "--handler", "agent_mod:answer", "--json")
+        assert [(r["outcome"], r["status"]) for r in json.loads(resumed.stdout)] == [
+            ("retry", "answered")
+        ]
+        assert len(lines(tmp_path / "psp_requests")) == 1  # never sent again
+        deliveries = await rb.deliveries()
+        assert len(deliveries) == 1
+        reply = (await rb.delivery(deliveries[0].id)).parts[0].body
+        assert reply == "Charged 12.00 EUR (ch_seen)."
+        entries = await rb.memory(Scope("alice", "chat-1")).history.recent(50)
+        assert [m.role for m in entries] == ["user", "assistant", "assistant"]
     finally:
         rb.close()
