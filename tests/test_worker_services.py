@@ -155,7 +155,7 @@ async def test_a_worker_whose_expirer_raises_keeps_it_running_and_delivering(
     rb = relaybox.open(sqlite_url, config=fast_config())
     passes = 0
 
-    async def broken_then_fine(*args: object) -> int:
+    async def broken_then_fine(*args: object, **kwargs: object) -> int:
         nonlocal passes
         passes += 1
         if passes <= 2:
