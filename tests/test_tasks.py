@@ -260,6 +260,10 @@ async def test_bad_input_is_refused_before_anything_is_stored(rig: TaskRig) -> N
         await handle.progress("z" * 5000)
     with pytest.raises(InvalidTask, match="JSON object"):
         await handle.progress(data=[1, 2])  # type: ignore[arg-type]
+    with pytest.raises(InvalidTask, match="the limit is 65536"):
+        await handle.progress(data={"blob": "x" * 70_000})
+    with pytest.raises(InvalidTask, match="must be finite"):
+        await handle.tool_started("search", {"score": float("nan")})
     assert (await handle.refresh()).last_seq == 1
     assert len(await rig.tasks.list()) == 1
 

@@ -34,6 +34,7 @@ from relaybox.tasks.settings import LiveSettings
 log = logging.getLogger("relaybox.tasks")
 
 MAX_SUMMARY_CHARS = 500
+MAX_DATA_BYTES = 65_536  # journaled data of one event, as JSON
 DEFAULT_FAILURE_TEXT = "Sorry, this did not work out: {summary}"
 
 Body = Callable[["TaskHandle"], Awaitable[Sequence[str] | None]]
@@ -342,7 +343,9 @@ def _data(data: object) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise InvalidTask(f"progress data must be a JSON object, not {type(data).__name__}")
     try:
-        jsonvalue.check(data, "data")
+        size = len(jsonvalue.dumps(data, "data").encode("utf-8"))
     except jsonvalue.NotJSON as error:
         raise InvalidTask(str(error)) from None
+    if size > MAX_DATA_BYTES:
+        raise InvalidTask(f"data is {size} bytes as JSON; the limit is {MAX_DATA_BYTES}")
     return data
