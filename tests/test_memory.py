@@ -43,9 +43,9 @@ def mem(store: Store, scope: Scope) -> ScopedMemory:
 @pytest.mark.parametrize(
     ("resource", "thread", "message"),
     [
-        ("", "chat-1", "scope resource_id must not be empty"),
-        ("   ", "chat-1", "scope resource_id must not be empty"),
-        ("alice", "", "scope thread_id must not be empty"),
+        ("", "chat-1", "scope resource_id must be a non-empty string"),
+        ("   ", "chat-1", "scope resource_id must be a non-empty string"),
+        ("alice", "", "scope thread_id must be a non-empty string"),
         (None, "chat-1", "scope resource_id must be a string, not NoneType"),
         ("alice", 42, "scope thread_id must be a string, not int"),
         ("a" * 513, "chat-1", "resource_id is 513 characters; the limit is 512"),
@@ -291,7 +291,7 @@ async def test_the_admin_view_shows_one_person_and_nobody_else(store: Store) -> 
     assert forgotten == {"documents": 2, "notes": 1, "messages": 2}
     assert [r.resource_id for r in await admin.resources()] == [BOB.resource_id]
     assert (await mem(store, BOB).working.get()).document == {"name": "Bob"}
-    with pytest.raises(InvalidScope, match="must not be empty"):
+    with pytest.raises(InvalidScope, match="must be a non-empty string"):
         await admin.show("")
 
 
@@ -391,7 +391,7 @@ def test_memory_cli_shows_one_person(store_url: str) -> None:
     refused = cli("forget", "--resource", BOB.resource_id)
     assert refused.returncode == 1 and "add --yes to confirm" in refused.stderr
     empty = cli("show", "--resource", "")
-    assert empty.returncode == 1 and "resource_id must not be empty" in empty.stderr
+    assert empty.returncode == 1 and "resource_id must be a non-empty string" in empty.stderr
     assert "Traceback" not in empty.stderr
     gone = cli("forget", "--resource", BOB.resource_id, "--yes", "--json")
     assert json.loads(gone.stdout)["deleted"] == {"documents": 1, "notes": 0, "messages": 0}

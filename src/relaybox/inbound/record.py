@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from relaybox import validation
 from relaybox.errors import InvalidInbound, InvalidState, NotFound
 from relaybox.inbound.models import InboundMessage, InboundResult
 from relaybox.outbox.enqueue import EnqueueResult, EnqueueUnit, ReplyRequest
@@ -61,11 +61,7 @@ def build_inbound(
         resource_id=_identifier("resource id", resource_id),
         text=_text(text),
         meta_json=_meta(meta),
-        correlation_id=(
-            _identifier("correlation id", correlation_id)
-            if correlation_id is not None
-            else str(uuid.uuid4())
-        ),
+        correlation_id=validation.correlation_id(correlation_id, error=InvalidInbound),
     )
 
 
@@ -193,34 +189,15 @@ def _status(tx: Tx, inbound_id: int) -> InboundMessage:
 
 
 def _identifier(what: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInbound(f"{what} must be a non-empty string")
-    _utf8(what, value)
-    if len(value) > MAX_ID_CHARS:
-        raise InvalidInbound(f"{what} is {len(value)} characters; the limit is {MAX_ID_CHARS}")
-    if "\x00" in value:
-        raise InvalidInbound(f"{what} contains a NUL character")
-    return value
+    return validation.identifier(what, value, error=InvalidInbound, max_chars=MAX_ID_CHARS)
 
 
 def _text(text: object) -> str | None:
     if text is None:
         return None
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InvalidInbound(
-                f"text is not valid UTF-8 (bad byte at offset {error.start})"
-            ) from None
-    if not isinstance(text, str):
-        raise InvalidInbound(f"text must be a string, not {type(text).__name__}")
-    size = len(_utf8("text", text))
-    if size > MAX_TEXT_BYTES:
-        raise InvalidInbound(f"text is {size} bytes; the limit is {MAX_TEXT_BYTES}")
-    if "\x00" in text:
-        raise InvalidInbound("text contains a NUL character")
-    return text
+    return validation.text(
+        "text", text, error=InvalidInbound, max_bytes=MAX_TEXT_BYTES, allow_empty=True
+    )
 
 
 def _meta(meta: object) -> str | None:
@@ -232,7 +209,7 @@ def _meta(meta: object) -> str | None:
         encoded = json.dumps(meta, ensure_ascii=False, sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as error:
         raise InvalidInbound(f"meta is not plain JSON: {error}") from None
-    size = len(_utf8("meta", encoded))
+    size = len(encoded.encode("utf-8"))
     if size > MAX_META_BYTES:
         raise InvalidInbound(f"meta is {size} bytes as JSON; the limit is {MAX_META_BYTES}")
     return encoded
@@ -241,14 +218,6 @@ def _meta(meta: object) -> str | None:
 def _note(reason: object) -> str:
     if not isinstance(reason, str):
         raise InvalidInbound(f"reason must be a string, not {type(reason).__name__}")
-    _utf8("reason", reason)
-    return reason.replace("\x00", "")[:MAX_ID_CHARS]
-
-
-def _utf8(what: str, text: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise InvalidInbound(
-            f"{what} is not valid UTF-8 text (undecodable character at position {error.start})"
-        ) from None
+    return validation.text(
+        "reason", reason, error=InvalidInbound, max_bytes=4 * MAX_ID_CHARS, allow_empty=True
+    )

@@ -6,26 +6,17 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from relaybox import validation
 from relaybox.jsonvalue import NotJSON, dumps
 from relaybox.memory.errors import InvalidMemory
 
 
 def check_text(what: str, text: object, max_bytes: int, limit_name: str) -> str:
-    if not isinstance(text, str):
-        raise InvalidMemory(f"{what} must be text, not {type(text).__name__}")
-    if not text.strip():
-        raise InvalidMemory(f"{what} is empty")
-    try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError as error:
-        raise InvalidMemory(
-            f"{what} is not valid UTF-8 text (lone surrogate at position {error.start})"
-        ) from None
-    if size > max_bytes:
-        raise InvalidMemory(f"{what} is {size} bytes; the limit is {max_bytes} ({limit_name})")
-    if "\x00" in text:
-        raise InvalidMemory(f"{what} contains a NUL character")
-    return text
+    if isinstance(text, bytes):  # memory takes str only (bytes are refused, not decoded)
+        raise InvalidMemory(f"{what} must be text, not bytes")
+    return validation.text(
+        what, text, error=InvalidMemory, max_bytes=max_bytes, limit_name=limit_name
+    )
 
 
 def encode_metadata(metadata: object, max_bytes: int) -> str | None:

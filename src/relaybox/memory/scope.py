@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from relaybox import validation
 from relaybox.memory.errors import InvalidScope
 
 MAX_ID_CHARS = 512
@@ -51,13 +52,4 @@ def check_resource_id(value: object) -> str:
 def _check_id(name: str, value: object) -> None:
     if not isinstance(value, str):
         raise InvalidScope(f"scope {name} must be a string, not {type(value).__name__}")
-    if not value.strip():
-        raise InvalidScope(f"scope {name} must not be empty")
-    if len(value) > MAX_ID_CHARS:
-        raise InvalidScope(f"scope {name} is {len(value)} characters; the limit is {MAX_ID_CHARS}")
-    if "\x00" in value:
-        raise InvalidScope(f"scope {name} contains a NUL character")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidScope(f"scope {name} is not valid UTF-8 text") from None
+    validation.identifier(f"scope {name}", value, error=InvalidScope, max_chars=MAX_ID_CHARS)

@@ -9,12 +9,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from relaybox import validation
 from relaybox.config import ChannelConfig
 from relaybox.errors import InvalidReply, ReplyKeyConflict
 from relaybox.models import Delivery, Part
 from relaybox.observability.tracing import current_traceparent
 from relaybox.outbox.guid import part_guid
 from relaybox.store import Tx
+from relaybox.validation import new_correlation_id
 
 MAX_FIELD_CHARS = 512  # thread ids, recipients, keys: identifiers, not content
 
@@ -89,7 +91,7 @@ def build_request(
         resource_id=resource_id,
         parts=texts,
         reply_key=reply_key or f"auto-{uuid.uuid4()}",
-        correlation_id=correlation_id or str(uuid.uuid4()),
+        correlation_id=correlation_id or new_correlation_id(),
         content_hash=hashlib.sha256(content).hexdigest(),
         max_attempts=channel.retry.max_attempts,
         max_age_seconds=channel.max_age_seconds,
@@ -257,35 +259,17 @@ def _existing(tx: Tx, request: ReplyRequest) -> Delivery:
 
 
 def _identifier(what: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidReply(f"{what} must be a non-empty string")
-    _check_utf8(what, value)
-    if len(value) > MAX_FIELD_CHARS:
-        raise InvalidReply(f"{what} is {len(value)} characters; the limit is {MAX_FIELD_CHARS}")
-    return value
+    return validation.identifier(what, value, error=InvalidReply, max_chars=MAX_FIELD_CHARS)
 
 
 def _part_text(number: int, part: object, channel: ChannelConfig) -> str:
-    if isinstance(part, bytes):
-        try:
-            part = part.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise InvalidReply(
-                f"part {number} is not valid UTF-8 (bad byte at offset {error.start})"
-            ) from None
-    if not isinstance(part, str):
-        raise InvalidReply(f"part {number} must be text, not {type(part).__name__}")
-    if not part.strip():
-        raise InvalidReply(f"part {number} is empty")
-    size = len(_check_utf8(f"part {number}", part))
-    if size > channel.max_part_bytes:
-        raise InvalidReply(
-            f"part {number} is {size} bytes; channel {channel.name!r} allows"
-            f" {channel.max_part_bytes} (max_part_bytes)"
-        )
-    if "\x00" in part:
-        raise InvalidReply(f"part {number} contains a NUL character")
-    return part
+    return validation.text(
+        f"part {number}",
+        part,
+        error=InvalidReply,
+        max_bytes=channel.max_part_bytes,
+        limit_name=f"max_part_bytes of channel {channel.name!r}",
+    )
 
 
 def _fit(number: int, text: str, channel: ChannelConfig) -> list[str]:
@@ -323,12 +307,3 @@ def split_text(text: str, limit: int) -> list[str]:
     if rest.strip():
         pieces.append(rest)
     return pieces
-
-
-def _check_utf8(what: str, text: str) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise InvalidReply(
-            f"{what} is not valid UTF-8 text (undecodable byte at position {error.start})"
-        ) from None

@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from relaybox import validation
 from relaybox.config import Config
 from relaybox.errors import RelayboxError, StoreUnavailable
 from relaybox.jsonvalue import NotJSON, dumps
@@ -474,11 +475,7 @@ class StepRunner:
             resource_id=_identifier("resource_id", resource_id),
             step_id=_identifier("step_id", step_id),
             intent=intent,
-            correlation_id=(
-                str(uuid.uuid4())
-                if correlation_id is None
-                else _identifier("correlation_id", correlation_id)
-            ),
+            correlation_id=validation.correlation_id(correlation_id, error=InvalidStep),
             retry_safe=bool(policy.retry_safe),
             new_step=bool(new_step),
             owner=self.owner,
@@ -564,15 +561,7 @@ def _positive(value: object) -> bool:
 
 
 def _identifier(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidStep(f"{name} must be a non-empty string")
-    if len(value) > MAX_ID_CHARS:
-        raise InvalidStep(f"{name} is {len(value)} characters; the limit is {MAX_ID_CHARS}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidStep(f"{name} is not valid UTF-8 text") from None
-    return value
+    return validation.identifier(name, value, error=InvalidStep, max_chars=MAX_ID_CHARS)
 
 
 def _qualname(error: BaseException) -> str:

@@ -30,6 +30,7 @@ from relaybox.store import Store
 from relaybox.tasks import inspect, transitions
 from relaybox.tasks.models import CancelOutcome, Contract, Conversation, Task, TaskState
 from relaybox.tasks.settings import LiveSettings
+from relaybox.validation import identifier, new_correlation_id
 
 log = logging.getLogger("relaybox.tasks")
 
@@ -81,7 +82,7 @@ class Tasks:
             recipient=_ident("recipient", conversation.recipient),
             resource_id=_ident("resource id", conversation.resource_id or conversation.recipient),
             correlation_id=_ident(
-                "correlation id", conversation.correlation_id or str(uuid.uuid4())
+                "correlation id", conversation.correlation_id or new_correlation_id()
             ),
             summary=summary,
             contract=resolved,
@@ -305,11 +306,7 @@ def _summary(summary: object) -> str:
 
 
 def _ident(what: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidTask(f"{what} must be a non-empty string")
-    if len(value) > MAX_FIELD_CHARS:
-        raise InvalidTask(f"{what} is {len(value)} characters; the limit is {MAX_FIELD_CHARS}")
-    return value
+    return identifier(what, value, error=InvalidTask, max_chars=MAX_FIELD_CHARS)
 
 
 def _render(name: str, template: str, summary: str, channel: ChannelConfig) -> str:

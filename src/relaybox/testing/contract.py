@@ -59,6 +59,7 @@ from relaybox.transports.base import (
     Transport,
     TransportError,
 )
+from relaybox.validation import new_correlation_id
 
 T = TypeVar("T")
 
@@ -118,7 +119,7 @@ def make_part(recipient: str, text: str, *, index: int = 0, count: int = 1) -> O
         text=text,
         index=index,
         count=count,
-        correlation_id=str(uuid.uuid4()),
+        correlation_id=new_correlation_id(),
         channel="contract",
     )
 
