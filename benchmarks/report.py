@@ -20,6 +20,12 @@ def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**missed**")
 
 
+def _raw_ratio(row: dict[str, Any]) -> str:
+    if "ratio_to_raw_commits" not in row:  # the raw store step did not run
+        return "-"
+    return f"{row['ratio_to_raw_commits']:.2f}x ({row['raw_reference']})"
+
+
 def _cpu_runs(row: dict[str, Any]) -> str:
     """CPU µs per part of each run, split into workers + PostgreSQL backends."""
     cells = []
@@ -86,8 +92,7 @@ def markdown(results: dict[str, Any]) -> str:
         for row in tp:
             lines.append(
                 f"| {row['store']} | {row['worker_processes']} | "
-                f"{_range(row['parts_per_second'])} | {row['ratio_to_raw_commits']:.2f}x "
-                f"({row['raw_reference']}) | {_cpu_runs(row)} |"
+                f"{_range(row['parts_per_second'])} | {_raw_ratio(row)} | {_cpu_runs(row)} |"
             )
         settings = tp[0]["settings"]
         lines += [
