@@ -34,7 +34,7 @@ from benchmarks.common import machine
 STEPS = ("raw_store", "throughput", "enqueue", "peers", "latency", "recovery", "memory",
          "operator_queries", "console_queries", "memory_merges")  # fmt: skip
 # The worker settings the throughput runs use (documented in docs/performance.md).
-THROUGHPUT_SETTINGS = {"concurrency": 256, "claim_batch": 128}
+THROUGHPUT_SETTINGS = {"concurrency": 1024, "claim_batch": 256}
 
 
 def _throughput(runs: int, raw: dict[str, Any] | None) -> list[dict[str, Any]]:
