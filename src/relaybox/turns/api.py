@@ -194,8 +194,10 @@ class TurnScope:
         lease = turn._lease()
         owner = self._settings.owner
         if error is None:
-            with contextlib.suppress(TurnLeaseLost):  # another attempt owns the turn now
+            try:
                 turn._done(await self._rb.store.run(t.end(lease, worker=owner)))
+            except TurnLeaseLost as lost:  # another attempt owns the turn now: its outcome
+                log.warning("turn %s: %s", lease.turn_id, lost)
             return
         blocked = error.step_id if isinstance(error, StepNeedsReconciliation) else None
         unit = t.release(
