@@ -246,3 +246,22 @@ async def test_contract_defaults_per_channel(sqlite_url: str, tmp_path: Path) ->
     path.write_text("[channels.mem]\ntransport = 'memory'\n[tasks]\nack_text = 'On it {who}'\n")
     with pytest.raises(ConfigError, match="may only use"):
         relaybox.load_config(path)
+
+
+async def test_the_supervisor_skips_a_task_an_agent_is_changing(pg_url: str) -> None:
+    """It never waits on an agent's row lock (so it is never part of a lock cycle)."""
+    import psycopg
+
+    rig = TaskRig(pg_url)
+    try:
+        handle = await rig.tasks.start(CONV, "Busy row", contract=Contract(progress_every=10))
+        await handle.ack("on it")
+        rig.clock.advance(10)
+        with psycopg.connect(pg_url) as agent:  # an agent's open transaction holds the row
+            agent.execute("SELECT 1 FROM tasks WHERE id = %s FOR UPDATE", (handle.id,))
+            report = await asyncio.wait_for(rig.tick(), 5)
+            assert report.leader and report.acted == []
+            agent.rollback()
+        assert (await rig.tick()).acted == [(handle.id, "nudge")]
+    finally:
+        rig.close()

@@ -243,6 +243,12 @@ def _lock(tx: Tx, task_id: int) -> Task:
     return Task.from_row(row)
 
 
+def _lock_or_skip(tx: Tx, task_id: int) -> Task | None:
+    """The supervisor's lock: None when an agent holds the row (the next tick handles it)."""
+    row = tx.fetch_one("lock_task_or_skip", {"id": task_id})
+    return None if row is None else Task.from_row(row)
+
+
 def _refuse_unless_open(task: Task, what: str) -> None:
     if task.state in OPEN:
         return
@@ -620,7 +626,9 @@ def _settle_ack(
     channels: Mapping[str, ChannelConfig],
     report: TickReport,
 ) -> None:
-    task = _lock(tx, int(row["id"]))
+    task = _lock_or_skip(tx, int(row["id"]))
+    if task is None or task.acked_at is not None or task.ack_delivery_id is None:
+        return
     change = _Change(tx, task, now, actor, channels)
     delivery_id = task.ack_delivery_id
     if row["delivery_status"] == "delivered":
@@ -664,9 +672,11 @@ def _settle_result(
     channels: Mapping[str, ChannelConfig],
     report: TickReport,
 ) -> None:
-    task = _lock(tx, int(row["id"]))
-    if task.state != TaskState.FINISHING or task.outcome is None:
-        raise TaskDataError(f"task {task.id} is {task.state} without an outcome to settle")
+    task = _lock_or_skip(tx, int(row["id"]))
+    if task is None or task.state != TaskState.FINISHING:
+        return
+    if task.outcome is None:
+        raise TaskDataError(f"task {task.id} is finishing without an outcome to settle")
     change = _Change(tx, task, now, actor, channels)
     status = row["delivery_status"]
     if status == "delivered":
@@ -705,9 +715,9 @@ def _handle_due(
     channels: Mapping[str, ChannelConfig],
     report: TickReport,
 ) -> None:
-    task = _lock(tx, task_id)
-    if task.state not in OPEN or task.next_due is None or task.next_due > now:
-        return  # handled since the scan (cannot happen under the lease, but cheap to check)
+    task = _lock_or_skip(tx, task_id)
+    if task is None or task.state not in OPEN or task.next_due is None or task.next_due > now:
+        return  # an agent is changing it, or it changed since the scan: the next tick looks
     change = _Change(tx, task, now, actor, channels)
     if task.finish_due <= now:
         delivery_id = change.send("timeout", [task.timeout_text])

@@ -33,6 +33,11 @@ SELECT * FROM tasks WHERE task_key = :task_key;
 -- name: lock_task
 SELECT * FROM tasks WHERE id = :id FOR UPDATE;
 
+-- name: lock_task_or_skip
+-- The supervisor never waits for a task an agent is changing right now (its next tick sees
+-- the result), so it can never be part of a lock cycle with an agent's batch of units.
+SELECT * FROM tasks WHERE id = :id FOR UPDATE SKIP LOCKED;
+
 -- name: update_task
 UPDATE tasks SET
     state = :state, outcome = :outcome, ack_due = :ack_due, progress_due = :progress_due,

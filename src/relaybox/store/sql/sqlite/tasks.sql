@@ -34,6 +34,10 @@ SELECT * FROM tasks WHERE task_key = :task_key;
 -- SQLite: BEGIN IMMEDIATE already serialises writers, so a plain read is a locked read.
 SELECT * FROM tasks WHERE id = :id;
 
+-- name: lock_task_or_skip
+-- The supervisor's lock: on SQLite the write transaction already holds the database.
+SELECT * FROM tasks WHERE id = :id;
+
 -- name: update_task
 UPDATE tasks SET
     state = :state, outcome = :outcome, ack_due = :ack_due, progress_due = :progress_due,
