@@ -520,7 +520,7 @@ async def test_step_events_carry_the_correlation_id(
         ({"policy": StepPolicy(timeout=-1)}, "timeout must be a positive number"),
         ({"policy": StepPolicy(if_running="block")}, "if_running must be 'wait' or 'fail'"),  # type: ignore[arg-type]
         ({"policy": StepPolicy(retryable=ValueError)}, "retryable must be a tuple"),  # type: ignore[arg-type]
-        ({"correlation_id": ""}, "correlation_id must be a non-empty string"),
+        ({"correlation_id": ""}, "correlation id must be a non-empty string"),
     ],
 )
 async def test_bad_calls_are_refused_before_anything_is_stored(
