@@ -285,3 +285,52 @@ def test_missing_secret_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> N
         inbound_app(rb, handler, channels=["tg"])
     with pytest.raises(ConfigError, match="has no inbound webhook"):
         inbound_app(rb, handler, channels=["mem"])
+
+
+async def test_a_store_too_slow_for_the_deadline_gets_503_and_the_retry_is_a_duplicate(
+    store_url: str,
+) -> None:
+    """Recording is the durability boundary: never answer 2xx before it commits. Past the
+    platform's deadline the answer is 503 (the platform retries); the late record still lands
+    and the retry finds it."""
+    from relaybox.inbound.platforms.telegram import TelegramEndpoint
+
+    handled: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(turn: relaybox.Turn) -> None:
+        handled.append(turn.inbound.external_id)
+
+    async with relaybox.open(store_url, config=config()) as rb:
+        real_turn = rb.turn
+
+        class SlowScope:
+            def __init__(self, scope: Any) -> None:
+                self.scope = scope
+
+            async def __aenter__(self) -> Any:
+                await release.wait()  # the store is stuck until the test lets it go
+                return await self.scope.__aenter__()
+
+            async def __aexit__(self, *exc_info: Any) -> Any:
+                return await self.scope.__aexit__(*exc_info)
+
+        class SlowStore:
+            config = rb.config
+
+            def turn(self, **kw: Any) -> SlowScope:
+                return SlowScope(real_turn(**kw))
+
+        endpoint = TelegramEndpoint(TELEGRAM_SECRET, deadline_seconds=0.5)
+        app = InboundApp(SlowStore(), handler, {"tg": endpoint})  # type: ignore[arg-type]
+        started = time.monotonic()
+        answer = await post(app, telegram(update_id=11))
+        assert answer.status_code == 503 and time.monotonic() - started < 0.5
+        release.set()
+        await app.drain()
+        assert handled == ["11"]  # the late record landed and was handled once
+        retry = await post(app, telegram(update_id=11))
+        await app.drain()
+        assert retry.status_code == 200 and handled == ["11"]
+        [message] = await stored(rb)
+        assert message.duplicate_count == 1
