@@ -3,6 +3,8 @@ way to let leases lapse without sleeping."""
 
 from __future__ import annotations
 
+import asyncio
+
 import relaybox
 from relaybox.store import Tx
 
@@ -26,3 +28,8 @@ async def expire_leases(rb: relaybox.Relaybox) -> None:
         tx.execute_script("UPDATE steps SET lease_expires_at = 0 WHERE status = 'running'")
 
     await rb.store.run(unit)
+
+
+async def hang(turn: relaybox.Turn) -> None:
+    """A handler that never finishes (waits for an event nobody sets)."""
+    await asyncio.Event().wait()

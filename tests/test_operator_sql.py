@@ -62,19 +62,31 @@ def seeded(store_url: str) -> Iterator[dict[str, Any]]:
         errors = iter([TransientError("502")])
         transport = MemoryTransport(script=lambda p: next(errors, None))
         await run_worker_until(rb, transport, status_is(rb, d.id, "delivered"))
+        for _ in range(3):  # a turn whose every attempt raises: failed, a gap with its turn
+            with pytest.raises(RuntimeError):
+                async with rb.turn(
+                    channel="mem", external_id="SM3", thread_id="chat-3", resource_id="+1"
+                ) as stuck:
+                    raise RuntimeError("model down")
         await rb.record_failure(
             "agent", ValueError("bad tool args"), stage="llm", thread_id="chat-2"
         )
         trace = await rb.trace(got.correlation_id)
         failures = await rb.failures(FailureFilter(since=time.time() - 3600))
-        return {"got": got, "silent": silent, "trace": trace, "failures": failures}
+        return {
+            "got": got,
+            "silent": silent,
+            "stuck": stuck,
+            "trace": trace,
+            "failures": failures,
+        }
 
     data = asyncio.run(seed())
     ten_minutes_ago = time.time() - 600
     rb.store.run_sync(
         lambda tx: tx.execute_script(
             f"UPDATE inbound_messages SET received_at = {ten_minutes_ago!r}"
-            f" WHERE id = {data['silent'].inbound.id}"
+            f" WHERE id IN ({data['silent'].inbound.id}, {data['stuck'].inbound.id})"
         )
     )
     rb.close()
@@ -126,7 +138,11 @@ def test_documented_answers_match_the_cli(store_url: str, seeded: dict[str, Any]
         assert [r[0] for r in last_hour] == [f.id for f in seeded["failures"]]
 
         gaps = raw.rows(fill(_query("## Silent loss", raw.dialect), seeded, raw.dialect))
-        assert [r[0] for r in gaps] == [seeded["silent"].inbound.id]
+        stuck = seeded["stuck"]
+        assert [(r[0], *r[-4:]) for r in gaps] == [
+            (seeded["silent"].inbound.id, None, None, None, None),
+            (stuck.inbound.id, stuck.id, "failed", 3, 3),
+        ]
 
         timeline = raw.rows(fill(_query("Then the whole chain", raw.dialect), seeded, raw.dialect))
         sql_kinds = [_kind(what) for _at, what, _detail in timeline]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from tests._outbox_helpers import run_worker_until
-from tests._turn_handlers import expire_leases
+from tests._turn_handlers import expire_leases, hang
 
 import relaybox
 from relaybox import Scope
@@ -24,6 +24,7 @@ from relaybox.transports.webhook import WebhookTransport
 from relaybox.turns import inspect as turns_inspect
 from relaybox.turns.api import TurnScope
 from relaybox.turns.records import TurnStatus
+from relaybox.turns.resume import Resumer
 from relaybox.turns.transitions import Outcome
 
 MESSAGE = {"channel": "mem", "thread_id": "chat-1", "resource_id": "alice", "text": "hi"}
@@ -316,3 +317,54 @@ async def test_a_reply_stored_under_the_pre_0006_default_key_is_found_again(
     fresh = await rb.record_inbound(external_id="new", **fields)
     new = await rb.reply(fresh.inbound.id, ["hi"])
     assert new.created and new.delivery.reply_key.startswith("rbx-")
+
+
+async def test_a_hung_resume_handler_times_out_as_a_failed_attempt_until_the_limit(
+    store_url: str,
+) -> None:
+    rb = relaybox.open(store_url, config=make_config(handler_timeout_seconds=0.05))
+    try:
+        turn_id = await crash_inside(rb)
+        await expire_leases(rb)
+        resumer = Resumer(rb, hang)
+        second = await resumer.run_once()  # finds the crashed turn; attempt 2 hangs
+        assert [(r.turn_id, r.outcome, r.status) for r in second] == [(turn_id, "retry", "pending")]
+        assert second[0].error is not None and second[0].error.startswith("TurnHandlerTimeout")
+        third = await resumer.run_once([turn_id])  # still resumable: attempt 3, the last
+        assert [(r.outcome, r.status) for r in third] == [("retry", "failed")]
+        record = await rb.store.read(turns_inspect.get_turn(turn_id))
+        assert record.attempts == 3 and record.error_type == "TurnHandlerTimeout"
+        failures = await rb.failures(FailureFilter(queue="turns"))
+        assert [(f.terminal, f.error_type, f.job_id) for f in failures] == [
+            (True, "TurnHandlerTimeout", str(turn_id)),
+            (False, "TurnHandlerTimeout", str(turn_id)),
+        ]
+        assert [g.id for g in await rb.gaps(0)] == [record.inbound_id]
+        assert await resumer.run_once() == []  # failed: nothing left to resume
+    finally:
+        rb.close()
+
+
+async def test_a_resume_pass_runs_turns_concurrently(store_url: str) -> None:
+    rb = relaybox.open(store_url, config=make_config(resume_concurrency=2))
+    both_in = asyncio.Event()
+    entered: list[int] = []
+
+    async def meet_then_answer(turn: relaybox.Turn) -> None:
+        # One at a time, the first turn would wait here for the second until its timeout.
+        entered.append(turn.id)
+        if len(entered) == 2:
+            both_in.set()
+        await both_in.wait()
+        await turn.reply(["hello"])
+
+    try:
+        ids = [await crash_inside(rb, external_id) for external_id in ("m1", "m2")]
+        await expire_leases(rb)
+        results = await Resumer(rb, meet_then_answer, timeout=10).run_once()
+        assert [(r.turn_id, r.status, r.error) for r in results] == [
+            (ids[0], "answered", None),
+            (ids[1], "answered", None),
+        ]
+    finally:
+        rb.close()

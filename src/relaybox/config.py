@@ -150,6 +150,11 @@ class TurnsConfig:
     #   for the platform's own redelivery before the resume service takes it
     resume_interval_seconds: float = 5.0  # how often the worker's resume service looks
     handler: str = ""  # "module:function" the worker hands resumed turns to ("": none)
+    # One resumed attempt may run this long; then it is cancelled and counts as a failed
+    # attempt (pending again, or failed at the attempt limit), so a hung handler never
+    # blocks the resume loop.
+    handler_timeout_seconds: float = 300.0
+    resume_concurrency: int = 4  # resumed turns handled at once by one resume pass
 
 
 @dataclass(frozen=True)
@@ -419,7 +424,8 @@ _POSITIVE = {
     "max_oldest_queued_seconds", "gap_age_seconds", "batch_size", "interval_seconds",
     "retention_seconds", "wait_timeout_seconds", "max_document_bytes", "max_note_bytes",
     "max_message_bytes", "retry_delay_seconds", "resume_after_seconds",
-    "resume_interval_seconds", "tick_seconds", "scan_limit", "ack_within_seconds",
+    "resume_interval_seconds", "handler_timeout_seconds", "resume_concurrency",
+    "tick_seconds", "scan_limit", "ack_within_seconds",
     "progress_every_seconds", "finish_within_seconds", "liveness_seconds", "port",
     "heartbeat_seconds", "dead_after_seconds", "metrics_refresh_seconds",
     "max_consecutive_failures", "max_paused_seconds",

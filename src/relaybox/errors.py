@@ -68,6 +68,11 @@ class TurnLeaseLost(RelayboxError):
     to write was stored."""
 
 
+class TurnHandlerTimeout(RelayboxError):
+    """A resumed turn's handler ran past ``[turns] handler_timeout_seconds`` and was
+    cancelled: a failed attempt (the turn runs again, or fails at the attempt limit)."""
+
+
 class InvalidTask(RelayboxError):
     """A task request is bad: a deadline of 0, a summary past the channel's limit, ..."""
 

@@ -9,6 +9,10 @@ Never pruned: deliveries still queued, sending or parked as ``unknown`` (and the
 inbound messages whose reply is one of those, unanswered inbound messages (gaps) younger than
 ``unanswered_inbound_days``, and any table whose age is 0 ("keep forever").
 
+Agent turns have no target of their own: a turn and its journal (``turns``, ``turn_events``)
+go with their inbound message (``ON DELETE CASCADE``); the history entries a turn wrote stay
+(memory is never pruned; turn ids are never reused, so their tag never names a later turn).
+
 To prune a new table, add a field to :class:`relaybox.config.RetentionConfig`, a count and a
 delete query to ``store/sql/<dialect>/``, and a :class:`PruneTarget` to :data:`TARGETS`.
 """

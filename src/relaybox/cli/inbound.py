@@ -12,6 +12,7 @@ from relaybox.cli.app import JsonOption, fail, inspected, out, print_json
 from relaybox.cli.deliveries import when
 from relaybox.cli.durations import seconds_of
 from relaybox.inbound import InboundMessage, InboundState, get_inbound, list_inbound
+from relaybox.turns.records import TurnRecord
 
 inbound_app = typer.Typer(
     help="Inbound messages and whether they were answered.", no_args_is_help=True
@@ -95,15 +96,26 @@ def show_command(
         out.print(f"text: {m.text}", markup=False)
 
 
-def inbound_table(rows: list[InboundMessage], title: str | None = None) -> Table:
-    table = Table(
-        "id", "received (UTC)", "state", "channel", "thread", "from", "replies", "text", title=title
-    )
+def inbound_table(
+    rows: list[InboundMessage],
+    title: str | None = None,
+    turns: dict[int, TurnRecord] | None = None,
+) -> Table:
+    """Inbound messages; with ``turns``, a column with each message's turn (``gaps``)."""
+    columns = ["id", "received (UTC)", "state", "channel", "thread", "from", "replies", "text"]
+    if turns is not None:
+        columns.insert(3, "turn")
+    table = Table(*columns, title=title)
     for m in rows:
+        turn: list[str] = []
+        if turns is not None:
+            t = turns.get(m.id)
+            turn = ["-" if t is None else f"{t.id} {t.status} {t.attempts}/{t.max_attempts}"]
         table.add_row(
             str(m.id),
             when(m.received_at),
             str(m.state),
+            *turn,
             m.channel,
             m.thread_id,
             m.resource_id,

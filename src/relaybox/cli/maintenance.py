@@ -27,6 +27,8 @@ from relaybox.errors import ConfigError
 from relaybox.health import Check, health
 from relaybox.inbound import find_gaps
 from relaybox.store import Store
+from relaybox.turns.inspect import turns_of_inbound
+from relaybox.turns.records import TurnRecord
 
 UNHEALTHY_EXIT = 2  # 1 is "could not even ask" (bad config, store unreachable)
 
@@ -62,14 +64,30 @@ def gaps_command(
     )
     with inspected(ctx) as (store, _config):
         rows = store.read_sync(unit)
+        turns = store.read_sync(turns_of_inbound([m.id for m in rows]))
     if as_json:
-        print_json([m.to_json() for m in rows])
+        print_json([{**m.to_json(), "turn": _turn_json(turns.get(m.id))} for m in rows])
         return
     if not rows:
         out.print("no gaps: every inbound message was answered or marked 'no reply needed'")
         return
-    out.print(inbound_table(rows, title=f"{len(rows)} inbound message(s) without a reply"))
+    title = f"{len(rows)} inbound message(s) without a reply"
+    out.print(inbound_table(rows, title=title, turns=turns))
     out.print("see what happened: relaybox trace inbound:<id>")
+
+
+def _turn_json(turn: TurnRecord | None) -> dict[str, object] | None:
+    """What ``gaps --json`` says about a message's turn (None: the message has no turn)."""
+    if turn is None:
+        return None
+    return {
+        "id": turn.id,
+        "status": str(turn.status),
+        "attempts": turn.attempts,
+        "max_attempts": turn.max_attempts,
+        "blocked_step": turn.blocked_step,
+        "error_type": turn.error_type,
+    }
 
 
 def health_command(

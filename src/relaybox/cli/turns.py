@@ -13,6 +13,7 @@ from rich.table import Table
 
 from relaybox.cli.app import JsonOption, fail, opened, out, print_json
 from relaybox.cli.deliveries import when
+from relaybox.cli.durations import seconds_of
 from relaybox.turns import inspect, transitions
 from relaybox.turns.records import TurnRecord, TurnStatus
 
@@ -143,6 +144,14 @@ def resume_command(
         list[int] | None,
         typer.Option("--turn", help="Resume this turn now (repeatable), whatever its wait."),
     ] = None,
+    handler_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--handler-timeout",
+            help="Cancel a handler call after this long (30s, 5m); the attempt counts as"
+            " failed (default: [turns] handler_timeout_seconds).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Hand the turns a dead process left behind to the handler, once (the worker does this
@@ -151,6 +160,9 @@ def resume_command(
     from relaybox.errors import RelayboxError
     from relaybox.turns.resume import Resumer, load_handler
 
+    timeout = seconds_of(handler_timeout, "--handler-timeout")
+    if timeout is not None and timeout <= 0:
+        raise fail(f"--handler-timeout must be more than 0 (got {handler_timeout!r})")
     with opened(ctx) as (store, config):
         spec = handler or config.turns.handler
         if not spec:
@@ -164,7 +176,7 @@ def resume_command(
         for turn_id in turn or []:
             store.read_sync(inspect.get_turn(turn_id))  # unknown ids: one error line
         rb = Relaybox(store, config)
-        results = asyncio.run(Resumer(rb, loaded).run_once(turn or None))
+        results = asyncio.run(Resumer(rb, loaded, timeout=timeout).run_once(turn or None))
     if as_json:
         print_json([r.to_json() for r in results])
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from relaybox.errors import NotFound
 from relaybox.store import Tx
@@ -24,6 +25,21 @@ def turn_of_inbound(inbound_id: int) -> Unit[TurnRecord | None]:
     def unit(tx: Tx) -> TurnRecord | None:
         row = tx.fetch_one("turn_by_inbound", {"inbound_id": inbound_id})
         return None if row is None else TurnRecord.from_row(row)
+
+    return unit
+
+
+def turns_of_inbound(inbound_ids: Sequence[int]) -> Unit[dict[int, TurnRecord]]:
+    """The turn of each of these inbound messages that has one (what ``relaybox gaps``
+    shows beside a message: failed, blocked, pending ..., and how many attempts ran)."""
+
+    def unit(tx: Tx) -> dict[int, TurnRecord]:
+        found: dict[int, TurnRecord] = {}
+        for inbound_id in inbound_ids:
+            row = tx.fetch_one("turn_by_inbound", {"inbound_id": inbound_id})
+            if row is not None:
+                found[inbound_id] = TurnRecord.from_row(row)
+        return found
 
     return unit
 

@@ -15,10 +15,13 @@ It runs inside ``relaybox worker`` as a supervised service when a handler is reg
 (``relaybox worker --turn-handler myapp.bot:handle_turn`` or ``[turns] handler``), and once
 on demand with ``relaybox resume``. The attempt limit (``[turns] max_attempts``) ends a turn
 that keeps failing as ``failed``, with a ``job_failures`` row; its message stays in ``gaps``.
+Every handler call has a deadline (``[turns] handler_timeout_seconds``; a hung handler is a
+failed attempt) and a pass runs up to ``[turns] resume_concurrency`` turns at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect as pyinspect
 import logging
@@ -26,7 +29,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-from relaybox.errors import ConfigError
+from relaybox.errors import ConfigError, TurnHandlerTimeout
 from relaybox.turns.api import Turn
 from relaybox.turns.inspect import resumable_turns
 from relaybox.worker.service import Service
@@ -77,12 +80,35 @@ class Resumed:
 
 
 class Resumer:
-    """One resume pass at a time over the store of ``rb``."""
+    """One resume pass at a time over the store of ``rb``.
 
-    def __init__(self, rb: Relaybox, handler: TurnHandler, *, batch: int = 50) -> None:
+    Each handler call is bounded by ``timeout`` (``[turns] handler_timeout_seconds``): a
+    handler that hangs is cancelled and its attempt released as failed
+    (:class:`~relaybox.errors.TurnHandlerTimeout`: pending again, or ``failed`` with a
+    ``job_failures`` row at the attempt limit), so it never blocks the loop. Up to
+    ``concurrency`` (``[turns] resume_concurrency``) turns of one pass run at once.
+    """
+
+    def __init__(
+        self,
+        rb: Relaybox,
+        handler: TurnHandler,
+        *,
+        batch: int = 50,
+        timeout: float | None = None,
+        concurrency: int | None = None,
+    ) -> None:
+        turns = rb.config.turns
         self.rb = rb
         self.handler = handler
         self.batch = batch
+        self.timeout = turns.handler_timeout_seconds if timeout is None else timeout
+        self.concurrency = turns.resume_concurrency if concurrency is None else concurrency
+        if self.timeout <= 0 or self.concurrency < 1:
+            raise ConfigError(
+                f"resume needs a positive handler timeout and concurrency (got {self.timeout!r},"
+                f" {self.concurrency!r})"
+            )
 
     async def run_once(self, turn_ids: Sequence[int] | None = None) -> list[Resumed]:
         """Resume the turns that may run now (or exactly ``turn_ids``, ignoring the wait)."""
@@ -90,7 +116,13 @@ class Resumer:
             after = self.rb.config.turns.resume_after_seconds
             found = await self.rb.store.read(resumable_turns(after, limit=self.batch))
             turn_ids = [turn.id for turn in found]
-        return [await self._resume(turn_id) for turn_id in turn_ids]
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def bounded(turn_id: int) -> Resumed:
+            async with gate:
+                return await self._resume(turn_id)
+
+        return list(await asyncio.gather(*(bounded(turn_id) for turn_id in turn_ids)))
 
     async def _resume(self, turn_id: int) -> Resumed:
         error: str | None = None
@@ -100,7 +132,7 @@ class Resumer:
                 turn = entered
                 if turn.should_run:
                     log.info("turn %s: resuming attempt %s", turn_id, turn.attempt)
-                    await self.handler(turn)
+                    await self._call(turn)
         except Exception as raised:  # noqa: BLE001 - recorded by the turn's release, reported
             error = f"{type(raised).__name__}: {raised}"
             log.warning("turn %s: resume failed: %s", turn_id, error)
@@ -108,6 +140,21 @@ class Resumer:
             return Resumed(turn_id, "error", "unknown", error)
         status = str(turn.record.status) if turn.record else "none"
         return Resumed(turn_id, str(turn.outcome), status, error)
+
+    async def _call(self, turn: Turn) -> None:
+        """The handler, cancelled after ``timeout``; the expiry (not a TimeoutError the
+        handler raised itself) becomes :class:`TurnHandlerTimeout`, released by the turn."""
+        deadline = asyncio.timeout(self.timeout)
+        try:
+            async with deadline:
+                await self.handler(turn)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise TurnHandlerTimeout(
+                f"turn {turn.id} attempt {turn.attempt}: the handler did not finish within"
+                f" {self.timeout:g}s ([turns] handler_timeout_seconds) and was cancelled"
+            ) from None
 
     async def __call__(self) -> None:
         await self.run_once()
