@@ -368,3 +368,17 @@ async def test_a_resume_pass_runs_turns_concurrently(store_url: str) -> None:
         ]
     finally:
         rb.close()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("handler_timeout_seconds", 0, "must be"),
+        ("resume_concurrency", 0, "must be"),
+        ("resume_concurrency", 1.5, "whole number"),
+    ],
+)
+def test_resume_settings_are_validated(key: str, value: object, message: str) -> None:
+    assert make_config().turns.handler_timeout_seconds == 300.0
+    with pytest.raises(relaybox.ConfigError, match=message):
+        make_config(**{key: value})
