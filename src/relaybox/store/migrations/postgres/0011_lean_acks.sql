@@ -24,9 +24,9 @@ CREATE TRIGGER deliveries_forget_attempts AFTER DELETE ON deliveries
     REFERENCING OLD TABLE AS gone
     FOR EACH STATEMENT EXECUTE FUNCTION relaybox_forget_attempts_of_deleted();
 
--- 3. deliveries_status_created (status, created_at) goes: every claim and every final status
---    change is an update that cannot be HOT (status changes), and such an update adds an entry
---    to each of the table's indexes. deliveries_status_id (status, id) from 0009 answers every
---    query by status (health's unknown count, listings by status, newest first) and time
---    ranges have deliveries_created / deliveries_finished.
-DROP INDEX IF EXISTS deliveries_status_created;
+-- 3. delivery_attempts is append-only and filled in time order, so its started_at index (read
+--    by retention, "older than", and the console's recent-activity counts, "since") can be a
+--    BRIN index: a few pages of block ranges instead of a B-tree entry added with every attempt
+--    row, i.e. with every acknowledged part. (SQLite has no BRIN; it keeps its B-tree.)
+DROP INDEX IF EXISTS delivery_attempts_started;
+CREATE INDEX delivery_attempts_started ON delivery_attempts USING brin (started_at);
