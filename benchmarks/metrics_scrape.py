@@ -14,7 +14,7 @@ compared between
 Runs alternate (baseline, scraped, baseline, scraped, ...) so drift on a shared machine hits
 both; the median of each side is reported. Target: scraped p99 within 10% of baseline.
 
-    python -m benchmarks.metrics_scrape [sqlite|postgres] [--runs 3] [--replies 400]
+    python -m benchmarks.metrics_scrape [sqlite|postgres] [--runs 3] [--replies 3000]
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def _registered(store: Any) -> bool:
     return bool(store.read_sync(list_workers(30.0)))
 
 
-def measure(kind: str, runs: int = 3, replies: int = 400) -> dict[str, Any]:
+def measure(kind: str, runs: int = 3, replies: int = 3000) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     for _ in range(runs):
         results.append(one_run(kind, replies, scraped=False))
@@ -174,6 +174,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m benchmarks.metrics_scrape")
     parser.add_argument("store", nargs="?", default="sqlite", choices=("sqlite", "postgres"))
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--replies", type=int, default=400)
+    parser.add_argument("--replies", type=int, default=3000)
     args = parser.parse_args()
     print(json.dumps(measure(args.store, args.runs, args.replies), indent=2))
