@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from relaybox import validation
 from relaybox.errors import RelayboxError
 from relaybox.models import Status
 
-MAX_TEXT = 512  # longer ids are not ids: refuse them instead of querying with them
+MAX_TEXT = validation.MAX_ID_CHARS  # longer ids are not ids: refused, never queried
 MAX_PAGE = 500
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
@@ -28,14 +29,11 @@ class BadFilter(RelayboxError):
 
 
 def text(value: str | None, name: str) -> str | None:
-    """An id-like filter: None when absent or empty; refused when too long or with NUL."""
+    """An id-like filter: None when absent or empty; otherwise the rules every identifier
+    follows (``relaybox.validation``: length, UTF-8, no NUL), else a 400."""
     if value is None or value == "":
         return None
-    if len(value) > MAX_TEXT:
-        raise BadFilter(f"{name} is longer than {MAX_TEXT} characters")
-    if "\x00" in value:
-        raise BadFilter(f"{name} contains a NUL character")
-    return value
+    return validation.identifier(name, value, error=BadFilter, max_chars=MAX_TEXT)
 
 
 def duration(value: str, name: str) -> float:
