@@ -126,8 +126,9 @@ def test_non_utf8_argument_is_rejected(workdir: Path, sqlite_url: str):
         cwd=workdir,
         timeout=60,
     )
-    assert run.returncode == 1
-    assert b"not valid UTF-8" in run.stderr
+    assert run.returncode == 2  # refused before any command runs, like any bad argument
+    assert run.stderr.startswith(b"error: argument 11 is not valid UTF-8 text")
+    assert run.stderr.count(b"\n") == 1
 
 
 def test_unknown_channel(workdir: Path, sqlite_url: str):

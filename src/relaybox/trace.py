@@ -100,7 +100,7 @@ def resolve(tx: Tx, ref: str) -> tuple[str, str]:
         return _correlation_of(tx, kind, int(number)), f"{kind} {int(number)}"
     if text and tx.fetch_one("trace_correlation_known", {"correlation_id": text}):
         return text, f"correlation {text}"
-    if text.isdigit():
+    if _row_id(text):
         found = {
             what: tx.fetch_one(f"trace_correlation_of_{what}", {"id": int(text)})
             for what in ("inbound", "delivery")
@@ -119,6 +119,11 @@ def resolve(tx: Tx, ref: str) -> tuple[str, str]:
         f"nothing to trace for {ref!r}: no inbound message, delivery or failure with that"
         " id or correlation id"
     )
+
+
+def _row_id(text: str) -> bool:
+    """Digits that can be a row id (a 64-bit integer); longer numbers are not ids."""
+    return text.isdigit() and int(text) <= 2**63 - 1
 
 
 def _correlation_of(tx: Tx, kind: str, number: int) -> str:

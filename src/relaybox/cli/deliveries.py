@@ -304,6 +304,10 @@ def _bulk(ctx: typer.Context, action_name: str, options: dict[str, object]) -> N
         )
         if options[name] is not None
     }
+    for key, value in fields.items():
+        if not value.strip():
+            # An empty filter would match everything: a bulk action must never widen by typo.
+            raise fail(f"--{key} must not be empty; leave it out to not filter by {key}")
     as_json = bool(options["as_json"])
     try:
         where = DeliveryFilter.parse(fields)

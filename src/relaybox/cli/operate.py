@@ -120,7 +120,11 @@ def _parts(given: list[str], files: list[Path]) -> list[str]:
 
 
 def _exists(path: Path) -> bool:
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as error:  # a name too long for the filesystem, ...
+        raise fail(f"--part-file: {error.strerror or error}") from None
+    if not found:
         raise fail(f"--part-file {path}: no such file")
     return True
 
