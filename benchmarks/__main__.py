@@ -32,7 +32,7 @@ from benchmarks import (
 from benchmarks.common import machine
 
 STEPS = ("raw_store", "throughput", "enqueue", "peers", "latency", "recovery", "memory",
-         "operator_queries", "console_queries", "memory_merges")  # fmt: skip
+         "operator_queries", "console_queries", "memory_merges", "scale")  # fmt: skip
 # The worker settings the throughput runs use (documented in docs/performance.md).
 THROUGHPUT_SETTINGS = {"concurrency": 1024, "claim_batch": 256}
 

@@ -144,8 +144,9 @@ def test_chaos_four_workers_kills_and_cut_connections(
                     disruptions.append(Disruption(kind, victim.tag, before, settle()))
                     slots[slot] = start(slot)
                 else:
-                    # A process just restarted may not have connected yet: try again shortly.
-                    for _ in range(100):
+                    # A process just restarted may not have connected yet: try again shortly
+                    # (up to 10 s: on a loaded 2-core machine a restart can take over 2 s).
+                    for _ in range(500):
                         if terminate_backends(PG_URL, victim.pid) > 0:
                             disruptions.append(Disruption(kind, victim.tag, before, settle()))
                             break
