@@ -67,3 +67,19 @@ def test_durations(text: str, seconds: float):
 def test_bad_durations(text: str):
     with pytest.raises(ValueError, match="is not a duration"):
         parse_duration(text)
+
+
+def test_config_polish_url_needs_a_host_and_unknown_keys_list_every_allowed_key() -> None:
+    from relaybox.config import parse_config
+    from relaybox.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="url must be an http:// or https:// URL"):
+        parse_config({"channels": {"x": {"transport": "webhook", "url": "http://"}}})
+    with pytest.raises(ConfigError) as typo:
+        parse_config(
+            {"channels": {"x": {"transport": "webhook", "url": "http://h/x", "max_attempt": 3}}}
+        )
+    message = str(typo.value)
+    assert "unknown key channels.x.max_attempt" in message
+    for key in ("max_attempts", "backoff_base_seconds", "url", "dedup", "max_part_bytes"):
+        assert key in message  # retry policy, transport options and limits alike

@@ -164,7 +164,8 @@ def test_what_payload_triggered_this(store_url: str, seeded: dict[str, object]):
     first = seeded["failure_ids"][0]  # type: ignore[index]
     shown = cli_json(store_url, "failures", "show", str(first))
     assert isinstance(shown, dict)
-    assert json.loads(shown["payload"]) == {"body": "Found 3 flights.", "guid": "g-502"}
+    # The payload itself, not a string of JSON.
+    assert shown["payload"] == {"body": "Found 3 flights.", "guid": "g-502"}
     assert shown["thread_id"] == "chat-1" and shown["payload_sha256"]
     code, raw = cli(store_url, "failures", "show", str(first), "--payload")
     assert code == 0 and json.loads(raw) == {"body": "Found 3 flights.", "guid": "g-502"}
@@ -304,3 +305,17 @@ def test_prune_dry_run_then_prune(store_url: str, seeded: dict[str, object]):
     assert [(r["table"], r["deleted"]) for r in named] == [("unanswered_inbound", 1)]
     default = cli_json(store_url, "prune")  # 30 days: nothing that old
     assert isinstance(default, list) and all(r["deleted"] == 0 for r in default)
+
+
+def test_empty_listings_say_so(store_url: str):
+    relaybox.open(store_url, config=fast_config()).close()
+    for args, message in (
+        (["deliveries", "list"], "no deliveries match"),
+        (["failures"], "no failures match"),
+        (["failures", "--by", "thread"], "no failures match"),
+        (["inbound", "list"], "no inbound messages match"),
+        (["steps", "list"], "no steps match"),
+        (["memory", "resources"], "no memory stored yet"),
+    ):
+        code, output = cli(store_url, *args)
+        assert code == 0 and output.strip() == message, (args, output)

@@ -399,6 +399,12 @@ def _channel(name: str, body: Any, source: str) -> ChannelConfig:
         raise ConfigError(f"{source}: {prefix}{error}") from None
     retry_keys = {f.name for f in fields(RetryPolicy)}
     option_keys = option_names(kind.options)
+    # One list of every key this channel may set (limits, retry policy, transport options),
+    # so a typo's error names the key the user meant whichever group it belongs to.
+    channel_keys = {f.name for f in fields(ChannelConfig)} - {
+        "retry", "name", "transport", "defaults", "channels", "options"
+    }  # fmt: skip
+    _only_keys(body, channel_keys | retry_keys | set(option_keys) | {"transport"}, prefix, source)
     generic = {**kind.preset, **{k: v for k, v in body.items() if k not in option_keys}}
     retry = _build(
         RetryPolicy, {k: v for k, v in generic.items() if k in retry_keys}, prefix, source

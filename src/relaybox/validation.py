@@ -17,6 +17,7 @@ Correlation ids are created only by :func:`new_correlation_id` (a random UUID), 
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlsplit
 
 from relaybox.errors import RelayboxError
 
@@ -67,6 +68,12 @@ def text(
     if "\x00" in value:
         raise error(f"{what} contains a NUL character")
     return value
+
+
+def is_http_url(value: str) -> bool:
+    """An ``http://`` or ``https://`` URL with a host (``"http://"`` alone is not one)."""
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def new_correlation_id() -> str:

@@ -16,7 +16,9 @@ from relaybox.outbox import inspect, transitions
 from relaybox.outbox.events import operator
 
 deliveries_app = typer.Typer(
-    help="List, inspect, cancel and re-send deliveries.", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="List, inspect, cancel and re-send deliveries.",
+    no_args_is_help=True,
 )
 
 

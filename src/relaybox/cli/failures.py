@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from relaybox.audit.query import GROUP_KEYS, FailureFilter, get_failure, group_failures
 from relaybox.audit.query import list_failures as list_unit
@@ -17,6 +18,7 @@ from relaybox.cli.deliveries import when
 from relaybox.cli.durations import seconds_of
 
 failures_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Failed jobs (deliveries, agent runs, tool steps, your code): list, group, show.",
     invoke_without_command=True,
 )
@@ -78,6 +80,9 @@ def failures_command(
         if as_json:
             print_json([g.to_json() for g in groups])
             return
+        if not groups:
+            out.print("no failures match")
+            return
         table = Table(by, "failures", "jobs", "first (UTC)", "last (UTC)")
         for g in groups:
             table.add_row(
@@ -91,6 +96,9 @@ def failures_command(
         return
     if as_json:
         print_json([f.to_json() for f in rows])
+        return
+    if not rows:
+        out.print("no failures match")
         return
     table = Table(
         "id", "at (UTC)", "queue", "stage", "job", "channel", "thread", "error", "try", "message"
@@ -106,11 +114,9 @@ def failures_command(
             f.thread_id or "-",
             f.error_type + ("" if f.terminal else " (retried)"),
             "-" if f.attempt is None else str(f.attempt),
-            " ".join(f.message.split())[:60],
+            Text(" ".join(f.message.split())),  # the terminal wraps it; nothing is cut
         )
     out.print(table)
-    if not rows:
-        out.print("no failures match")
 
 
 @failures_app.command("show")
@@ -129,7 +135,10 @@ def show_command(
         sys.stdout.write((f.payload or "") + "\n")
         return
     if as_json:
-        print_json(f.to_json())
+        data = f.to_json()
+        if f.payload is not None and f.payload_kind == "json" and not f.payload_truncated:
+            data["payload"] = json.loads(f.payload)  # the payload itself, not a string of JSON
+        print_json(data)
         return
     out.print(f"[bold]failure {f.id}[/]  {when(f.created_at)} UTC  {f.error_type}")
     fields = [

@@ -15,7 +15,9 @@ from relaybox.inbound import InboundMessage, InboundState, get_inbound, list_inb
 from relaybox.turns.records import TurnRecord
 
 inbound_app = typer.Typer(
-    help="Inbound messages and whether they were answered.", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="Inbound messages and whether they were answered.",
+    no_args_is_help=True,
 )
 
 
@@ -59,6 +61,9 @@ def list_command(
         rows = store.read_sync(unit)
     if as_json:
         print_json([m.to_json() for m in rows])
+        return
+    if not rows:
+        out.print("no inbound messages match")
         return
     out.print(inbound_table(rows))
 

@@ -14,6 +14,7 @@ from relaybox.cli.deliveries import when
 from relaybox.memory import admin
 
 memory_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Per-user memory, as an operator sees it: who has memory, and what it holds.",
     no_args_is_help=True,
 )
@@ -38,6 +39,9 @@ def resources_command(
         rows = store.read_sync(admin.list_resources(limit))
     if as_json:
         print_json([_summary(row) for row in rows])
+        return
+    if not rows:
+        out.print("no memory stored yet")
         return
     table = Table("resource", "documents", "notes", "messages", "last active (UTC)")
     for row in rows:

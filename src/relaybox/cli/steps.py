@@ -17,6 +17,7 @@ from relaybox.steps import inspect, transitions
 from relaybox.steps.records import StepRecord, StepStatus
 
 steps_app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Idempotent tool steps: list, show, resolve the ones needing reconciliation, prune.",
     no_args_is_help=True,
 )
@@ -77,6 +78,9 @@ def list_command(
             [{**s.to_json(), "needs_reconciliation": s.needs_reconciliation(now)} for s in rows]
         )
         return
+    if not rows:
+        out.print("no steps match")
+        return
     table = Table("id", "status", "resource", "step", "tool", "runs", "updated (UTC)", "error")
     for s in rows:
         table.add_row(
@@ -87,7 +91,7 @@ def list_command(
             escape(s.tool),
             str(s.attempts),
             when(s.updated_at),
-            escape(f"{s.error_type}: {s.error_message}"[:60]) if s.error_type else "",
+            escape(f"{s.error_type}: {s.error_message}") if s.error_type else "",
         )
     out.print(table)
 

@@ -19,7 +19,9 @@ from relaybox.tasks.models import Task
 MAX_ID = 2**63 - 1  # the largest id either store can hold
 
 tasks_app = typer.Typer(
-    help="Agent task contracts: list, show, journal, cancel.", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="Agent task contracts: list, show, journal, cancel.",
+    no_args_is_help=True,
 )
 
 

@@ -18,7 +18,9 @@ from relaybox.turns import inspect, transitions
 from relaybox.turns.records import TurnRecord, TurnStatus
 
 turns_app = typer.Typer(
-    help="Agent turns: list, show, give a failed one more attempts.", no_args_is_help=True
+    rich_markup_mode="markdown",
+    help="Agent turns: list, show, give a failed one more attempts.",
+    no_args_is_help=True,
 )
 
 HandlerOption = Annotated[

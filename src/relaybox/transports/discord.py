@@ -57,6 +57,7 @@ from relaybox.transports.base import (
 from relaybox.transports.options import secret_from_env
 from relaybox.transports.registry import TransportKind
 from relaybox.transports.webhook import parse_retry_after
+from relaybox.validation import is_http_url
 
 if TYPE_CHECKING:
     from relaybox.config import ChannelConfig
@@ -84,7 +85,7 @@ class DiscordOptions:
     interaction_ack: str = "On it."  # the ephemeral answer to a slash command (inbound)
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
+        if not is_http_url(self.base_url):
             raise ValueError("base_url must be an http:// or https:// URL")
 
 

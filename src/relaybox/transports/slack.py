@@ -55,6 +55,7 @@ from relaybox.transports.base import (
 from relaybox.transports.options import secret_from_env
 from relaybox.transports.registry import TransportKind
 from relaybox.transports.webhook import parse_retry_after
+from relaybox.validation import is_http_url
 
 if TYPE_CHECKING:
     from relaybox.config import ChannelConfig
@@ -82,7 +83,7 @@ class SlackOptions:
     signing_secret_env: str = "SLACK_SIGNING_SECRET"  # the app's signing secret (inbound)
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
+        if not is_http_url(self.base_url):
             raise ValueError("base_url must be an http:// or https:// URL")
         if not 1 <= self.reconcile_history_limit <= 999:
             raise ValueError("reconcile_history_limit must be between 1 and 999")

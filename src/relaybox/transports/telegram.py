@@ -50,6 +50,7 @@ from relaybox.transports.base import (
 )
 from relaybox.transports.options import secret_from_env
 from relaybox.transports.registry import TransportKind
+from relaybox.validation import is_http_url
 
 if TYPE_CHECKING:
     from relaybox.config import ChannelConfig
@@ -72,7 +73,7 @@ class TelegramOptions:
     webhook_secret_env: str = "TELEGRAM_WEBHOOK_SECRET"  # setWebhook's secret_token (inbound)
 
     def __post_init__(self) -> None:
-        if not self.base_url.startswith(("http://", "https://")):
+        if not is_http_url(self.base_url):
             raise ValueError("base_url must be an http:// or https:// URL")
 
 

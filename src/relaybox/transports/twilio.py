@@ -53,6 +53,7 @@ from relaybox.transports.base import (
 from relaybox.transports.options import secret_from_env
 from relaybox.transports.registry import TransportKind
 from relaybox.transports.webhook import parse_retry_after
+from relaybox.validation import is_http_url
 
 if TYPE_CHECKING:
     from relaybox.config import ChannelConfig
@@ -98,7 +99,7 @@ class TwilioOptions:
             raise ValueError("from_number or messaging_service_sid must be set (one of them)")
         for key in ("base_url", "status_callback", "webhook_url"):
             value = getattr(self, key)
-            if value is not None and not value.startswith(("http://", "https://")):
+            if value is not None and not is_http_url(value):
                 raise ValueError(f"{key} must be an http:// or https:// URL")
 
 

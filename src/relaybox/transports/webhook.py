@@ -78,6 +78,7 @@ from relaybox.transports.base import (
     Unavailable,
 )
 from relaybox.transports.registry import TransportKind
+from relaybox.validation import is_http_url
 
 if TYPE_CHECKING:
     from relaybox.config import ChannelConfig
@@ -375,7 +376,7 @@ class WebhookTransport:
 
 
 def _http_url(value: str | None, key: str) -> None:
-    if value is not None and not value.startswith(("http://", "https://")):
+    if value is not None and not is_http_url(value):
         raise ValueError(f"{key} must be an http:// or https:// URL")
 
 
