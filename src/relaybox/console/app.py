@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -41,6 +42,9 @@ from relaybox.console.live import ChangeFeed
 from relaybox.console.queries import ChartCache
 from relaybox.errors import InvalidState, NotFound, RelayboxError, StoreUnavailable
 from relaybox.store import Store
+
+if TYPE_CHECKING:
+    from relaybox.inbound.webhooks import InboundApp
 
 log = logging.getLogger("relaybox.console")
 
@@ -106,8 +110,16 @@ def create_app(
     settings: AuthSettings | None = None,
     *,
     poll_seconds: float = 1.0,
+    inbound: InboundApp | None = None,
 ) -> FastAPI:
-    """The console for ``store``. ``settings`` defaults to credentials from env/config."""
+    """The console for ``store``. ``settings`` defaults to credentials from env/config.
+
+    ``inbound`` (the platforms' webhook app, :func:`relaybox.inbound.webhooks.inbound_app`)
+    is mounted at ``/inbound``: ``POST /inbound/<channel>``. It sits outside the console's
+    login and CSRF checks on purpose (those live in the console's own routes): a platform
+    proves itself by its request signature, which the inbound app verifies. Its running
+    handlers are drained when the console shuts down (a mounted app gets no lifespan).
+    """
     from relaybox.console.routes import api, pages
 
     auth_settings = settings or AuthSettings.from_config(config.console)
@@ -123,6 +135,8 @@ def create_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if inbound is not None:
+                await inbound.drain()
 
     app = FastAPI(
         title="relaybox console API",
@@ -135,6 +149,8 @@ def create_app(
     )
     app.state.console = ConsoleState(store, config, auth_settings, feed, _templates())
     app.mount("/static", StaticFiles(directory=str(_package_dir() / "static")), name="static")
+    if inbound is not None:
+        app.mount("/inbound", inbound, name="inbound")
     app.include_router(api.router)
     app.include_router(pages.router)
     _install_error_handlers(app)
