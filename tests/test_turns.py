@@ -96,6 +96,19 @@ async def test_a_turn_replies_with_its_history_and_a_redelivery_is_done(
     assert kinds == ["turn.started", "turn.answered", "turn.redelivery"]
 
 
+async def test_a_group_turn_replies_to_the_chat_with_memory_per_person(
+    rb: relaybox.Relaybox,
+) -> None:
+    async with turn(rb) as first:  # resource_id "alice": her memory, in chat-1
+        with pytest.raises(relaybox.InvalidReply, match="recipient"):
+            await first.reply(["hello"], recipient="")
+        assert await rb.deliveries() == []  # the refused reply stored nothing
+        sent = await first.reply(["hello"], history=[("assistant", "hello")], recipient="group-42")
+    assert (sent.delivery.recipient, sent.delivery.resource_id) == ("group-42", "alice")
+    assert await history(rb) == [("assistant", "hello")]
+    assert (await rb.inbound(first.inbound.id)).status == "reply_enqueued"
+
+
 async def test_record_inbound_says_whether_a_duplicate_is_still_unanswered(
     rb: relaybox.Relaybox,
 ) -> None:

@@ -108,16 +108,22 @@ class Turn:
         history: Iterable[Entry] = (),
         reply_key: str | None = None,
         supersede: bool = False,
+        recipient: str | None = None,
     ) -> EnqueueResult:
         """Enqueue the reply, store ``history`` entries and mark the message answered, all in
         one transaction, and end the turn. Raises :class:`~relaybox.TurnLeaseLost` (nothing
-        stored) if another attempt took the turn over meanwhile."""
+        stored) if another attempt took the turn over meanwhile.
+
+        The reply goes to the message's ``resource_id`` unless ``recipient`` names another
+        address: a group chat's turn can keep memory per person (``resource_id`` = the
+        sender) and still answer in the chat. The delivery keeps the turn's ``resource_id``,
+        so failures and traces stay grouped by the person."""
         lease = self._lease()
         message = self.inbound
         request = build_request(
             self.relaybox.config.channel(message.channel),
             thread_id=message.thread_id,
-            recipient=message.resource_id,
+            recipient=message.resource_id if recipient is None else recipient,
             parts=parts,
             resource_id=message.resource_id,
             reply_key=reply_key,
