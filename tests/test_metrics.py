@@ -16,10 +16,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 import relaybox
 from _harness import WorkerProcess
+from relaybox.observability.metrics import MetricsListener
+from relaybox.store.base import Store, Tx
 from relaybox.testing.loopback import LoopbackReceiver
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -106,6 +110,9 @@ def test_a_live_worker_serves_metrics_that_move(store_url: str, tmp_path: Path) 
             assert value(after, "relaybox_ack_batch_size_count") >= 1
             assert value(after, "relaybox_ack_batch_size_sum") == 6
             assert value(after, "relaybox_in_flight") == 0
+            # Every ack, claim and heartbeat went through the store's group commit.
+            assert value(after, "relaybox_store_group_commit_units_count") >= 1
+            assert value(after, "relaybox_store_group_commit_units_sum") >= 6
             assert value(after, "relaybox_channel_paused", channel="sms") == 0
             assert value(after, "relaybox_store_gauges_refreshed_timestamp_seconds") > 0
             # The worker's supervised services report through the same endpoint.
@@ -120,6 +127,52 @@ def test_a_live_worker_serves_metrics_that_move(store_url: str, tmp_path: Path) 
         finally:
             if worker.alive():
                 worker.kill()
+
+
+def test_the_group_commit_histogram_counts_units_per_write_commit(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = CollectorRegistry()
+    listener = MetricsListener(registry)
+
+    def sample(suffix: str) -> float:
+        got = registry.get_sample_value(f"relaybox_store_group_commit_units_{suffix}")
+        return 0.0 if got is None else got
+
+    def boom(units: int) -> None:
+        raise RuntimeError("listener broke")
+
+    remove_boom = store.add_batch_listener(boom)  # a broken listener never breaks a batch
+    remove = store.add_batch_listener(listener.store_batch)
+
+    def write(tx: Tx) -> int:
+        tx.execute_script("SELECT 1")
+        return 1
+
+    def fail(tx: Tx) -> int:
+        raise ValueError("unit failed")
+
+    assert store.run_sync(write) == 1
+    assert (sample("count"), sample("sum")) == (1, 1)
+    # Twenty units submitted together: however the writer batched them, every one is counted
+    # in exactly one commit, and no commit counts more than the queue held.
+    futures = [store.submit(write) for _ in range(20)]
+    assert [f.result() for f in futures] == [1] * 20
+    assert sample("sum") == 21
+    assert 2 <= sample("count") <= 21
+    # A lone unit that fails rolls its transaction back: nothing committed, nothing counted.
+    with pytest.raises(ValueError, match="unit failed"):
+        store.run_sync(fail)
+    assert sample("sum") == 21
+    # Read units are not group commits.
+    store.read_sync(write)
+    assert sample("sum") == 21
+    failures = [r for r in caplog.records if "store batch listener" in r.getMessage()]
+    assert len([r for r in failures if r.levelname == "ERROR"]) == 1
+    remove()
+    remove_boom()
+    store.run_sync(write)
+    assert sample("sum") == 21
 
 
 async def _enqueue(store_url: str, config: Path, n: int) -> None:

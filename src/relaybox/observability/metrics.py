@@ -104,6 +104,12 @@ class MetricsListener(Listener):
             buckets=_BATCH_BUCKETS,
             registry=r,
         )
+        self.store_group_commit_units = Histogram(
+            "relaybox_store_group_commit_units",
+            "Units of work committed together by the store's writer, per write commit.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
         self.audit_fallbacks = Counter(
             "relaybox_audit_fallbacks",
             "Failure records written to the log because the store could not take them.",
@@ -180,6 +186,10 @@ class MetricsListener(Listener):
 
     def audit_fallback(self) -> None:
         self.audit_fallbacks.inc()
+
+    def store_batch(self, units: int) -> None:
+        """A store batch listener (``Store.add_batch_listener``): one group commit's size."""
+        self.store_group_commit_units.observe(units)
 
 
 @dataclass

@@ -201,6 +201,10 @@ class Store:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._readers: _Readers | None = None
+        # Called from the writer thread with the number of units each write batch committed
+        # (the group-commit size). A tuple swapped whole, so the writer reads it without a lock.
+        self._batch_listeners: tuple[Callable[[int], None], ...] = ()
+        self._failed_listeners: set[int] = set()
         if self.read_only:
             # No writer at all; the first reader connects now so a bad URL fails at open time.
             self._readers = _Readers(connector, readers, first=_connect_reader(connector))
@@ -251,6 +255,23 @@ class Store:
     def read_sync(self, unit: Unit[T]) -> T:
         """:meth:`read` from synchronous code (CLI, tests)."""
         return self.run_sync(unit, write=False)
+
+    def add_batch_listener(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call ``listener(units)`` after every write batch the writer commits.
+
+        ``units`` is how many units of work shared that one commit (the group-commit size),
+        failed-and-rolled-back-to-savepoint units included: they shared the commit too. It runs
+        on the writer thread, so it must be quick (observe a histogram, bump a counter). An
+        exception from it is logged (the first one per listener with its traceback) and never
+        affects the batch, whose futures are already resolved. Returns a function that removes
+        the listener. This is how metrics see the writer without the store importing them.
+        """
+        self._batch_listeners = (*self._batch_listeners, listener)
+
+        def remove() -> None:
+            self._batch_listeners = tuple(f for f in self._batch_listeners if f is not listener)
+
+        return remove
 
     def close(self) -> None:
         if self._closed:
@@ -305,8 +326,9 @@ class Store:
         if not jobs:
             return
         jobs = _in_lock_order(jobs)
+        write = any(job.write for job in jobs)
         try:
-            conn = self._begin(write=any(job.write for job in jobs))
+            conn = self._begin(write=write)
             tx = self.connector.make_tx(conn)
             outcomes, commit = self._run_units(conn, tx, jobs)
             if commit:
@@ -319,6 +341,20 @@ class Store:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(self._translate(value))
+        if commit and write and self._batch_listeners:
+            self._tell_batch_listeners(len(jobs))
+
+    def _tell_batch_listeners(self, units: int) -> None:
+        for listener in self._batch_listeners:
+            try:
+                listener(units)
+            except Exception:
+                key = id(listener)
+                if key in self._failed_listeners:
+                    log.debug("store batch listener %r failed again", listener, exc_info=True)
+                    continue
+                self._failed_listeners.add(key)
+                log.exception("store batch listener %r failed (logged once)", listener)
 
     def _begin(self, *, write: bool) -> Any:
         """Open the batch's transaction, reconnecting first if needed.

@@ -10,6 +10,8 @@ several workers in one process, as in tests, never share counters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry
 
 from relaybox.observability.metrics import (
@@ -29,6 +31,7 @@ class WorkerMetrics:
         self.gauges = StoreGauges()
         self.registry.register(self.gauges)
         self.server: MetricsServer | None = None
+        self._detach_store: Callable[[], None] | None = None
 
     @classmethod
     def serve(cls, port: int, host: str = "127.0.0.1") -> WorkerMetrics:
@@ -42,7 +45,8 @@ class WorkerMetrics:
         return None if self.server is None else self.server.url
 
     def attach(self, worker: Worker) -> None:
-        """Refresh the store gauges while ``worker`` runs; report its services' health."""
+        """Refresh the store gauges while ``worker`` runs; report its services' health and
+        the size of its store's group commits."""
         cfg = worker.config.worker
         worker.services.add(
             gauges_service(
@@ -54,8 +58,12 @@ class WorkerMetrics:
             )
         )
         self.registry.register(ServiceCollector(worker.services.health))
+        self._detach_store = worker.store.add_batch_listener(self.listener.store_batch)
 
     def close(self) -> None:
+        if self._detach_store is not None:
+            self._detach_store()
+            self._detach_store = None
         if self.server is not None:
             self.server.close()
             self.server = None
