@@ -229,8 +229,28 @@ def test_show_unknown_delivery(tmp_path: Path, sqlite_url: str):
     assert run.returncode == 1 and "delivery 42 does not exist" in run.stderr
 
 
-def test_inspection_never_creates_a_store(tmp_path: Path):
-    run = cli("--db", f"sqlite:///{tmp_path}/typo.db", "deliveries", "list", cwd=tmp_path)
+READ_ONLY_COMMANDS = [
+    ["deliveries", "list"],
+    ["deliveries", "show", "1"],
+    ["failures"],
+    ["trace", "1"],
+    ["gaps"],
+    ["inbound", "list"],
+    ["steps", "list"],
+    ["memory", "resources"],
+    ["memory", "show", "--resource", "alice"],
+    ["turns", "list"],
+    ["turns", "show", "1"],
+    ["tasks", "list"],
+    ["tasks", "show", "1"],
+    ["tasks", "events", "1"],
+    ["workers"],
+]
+
+
+@pytest.mark.parametrize("command", READ_ONLY_COMMANDS, ids=" ".join)
+def test_inspection_never_creates_a_store(tmp_path: Path, command: list[str]):
+    run = cli("--db", f"sqlite:///{tmp_path}/typo.db", *command, cwd=tmp_path)
     assert run.returncode == 1
     assert run.stderr == (
         f"error: no relaybox database at {tmp_path}/typo.db"
@@ -315,3 +335,21 @@ def test_resolve_without_a_flag_explains_both_choices(tmp_path: Path, sqlite_url
     assert run.returncode == 1
     assert "--arrived" in run.stderr and "--not-arrived" in run.stderr
     assert run.stderr.startswith("error: ") and run.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["deliveries", "list"], "no deliveries match\n"),
+        (["tasks", "list"], "no tasks match\n"),
+        (["tasks", "list", "--late"], "no tasks match these filters\n"),
+        (["turns", "list"], "no turns match\n"),
+        (["turns", "list", "--status", "failed"], "no turns match these filters\n"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_empty_listings_say_so(tmp_path: Path, sqlite_url: str, command: list[str], message: str):
+    assert cli("--db", sqlite_url, "migrate", cwd=tmp_path).returncode == 0
+    run = cli("--db", sqlite_url, *command, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == message

@@ -68,6 +68,9 @@ def list_command(
     if as_json:
         print_json([{**t.to_json(), "late": t.late(now)} for t in tasks])
         return
+    if not tasks:
+        out.print("no tasks match" + (" these filters" if state or late or thread else ""))
+        return
     table = Table("id", "state", "channel/thread", "summary", "nudges", "next deadline", "started")
     for t in tasks:
         table.add_row(

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from relaybox.cli.app import JsonOption, fail, opened, out, print_json
+from relaybox.cli.app import JsonOption, fail, inspected, opened, out, print_json
 from relaybox.cli.deliveries import when
 from relaybox.cli.durations import seconds_of
 from relaybox.turns import inspect, transitions
@@ -60,15 +60,20 @@ def list_command(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
     resource: Annotated[str | None, typer.Option(help="Only this resource (user).")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+    limit: Annotated[
+        int, typer.Option(min=1, max=10_000, help="At most this many, newest first.")
+    ] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """Turns, newest first."""
     wanted = _status(status)
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         rows = store.read_sync(inspect.list_turns(status=wanted, resource_id=resource, limit=limit))
     if as_json:
         print_json([t.to_json() for t in rows])
+        return
+    if not rows:
+        out.print("no turns match" + (" these filters" if status or resource else ""))
         return
     now = time.time()
     table = Table("id", "inbound", "status", "resource", "thread", "attempts", "updated (UTC)")
@@ -92,7 +97,7 @@ def show_command(
     as_json: JsonOption = False,
 ) -> None:
     """One turn and every event of its journal."""
-    with opened(ctx) as (store, _config):
+    with inspected(ctx) as (store, _config):
         record = store.read_sync(inspect.get_turn(turn))
         events = store.read_sync(inspect.events_of_turn(turn))
     if as_json:
