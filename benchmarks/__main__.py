@@ -21,6 +21,7 @@ from benchmarks import (
     latency,
     memory,
     memory_merges,
+    metrics_scrape,
     operator_queries,
     peer_queues,
     raw_store,
@@ -32,7 +33,8 @@ from benchmarks import (
 from benchmarks.common import machine
 
 STEPS = ("raw_store", "throughput", "enqueue", "peers", "latency", "recovery", "memory",
-         "operator_queries", "console_queries", "memory_merges", "scale")  # fmt: skip
+         "operator_queries", "console_queries", "memory_merges", "scale",
+         "metrics_scrape")  # fmt: skip
 # The worker settings the throughput runs use (documented in docs/performance.md).
 THROUGHPUT_SETTINGS = {"concurrency": 1024, "claim_batch": 256}
 
@@ -109,6 +111,10 @@ def _targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             q = row["queries"][name]
             add(f"{row['store']} console {name} ≤ 50 ms (median of 15)", f"{q['median_ms']:.1f} ms",
                 q["median_ms"] <= 50)  # fmt: skip
+    for row in r.get("metrics_scrape") or []:
+        add(f"{row['store']} ack-cycle p99 with /metrics scraped every 100 ms within 10%",
+            f"{row['scraped_p99_ms']:.2f} ms vs {row['baseline_p99_ms']:.2f} ms"
+            f" ({row['p99_ratio']}x)", row["within_10_percent"])  # fmt: skip
     for row in r.get("memory") or []:
         add(f"{row['store']} worker peak RSS ≤ 150 MB at 1,000 in flight",
             f"{row['peak_rss_mb']:.0f} MB", row["peak_rss_mb"] <= 150)  # fmt: skip
@@ -140,6 +146,9 @@ def main() -> int:
         "console_queries": lambda: [console_queries.measure(k) for k in ("sqlite", "postgres")],
         "memory_merges": lambda: [
             memory_merges.measure(k, runs=args.runs) for k in ("sqlite", "postgres")
+        ],
+        "metrics_scrape": lambda: [
+            metrics_scrape.measure(k, args.runs) for k in ("sqlite", "postgres")
         ],
     }
     for name in STEPS:

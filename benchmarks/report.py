@@ -245,6 +245,27 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{deep['seed_seconds']:.0f} s |"
             )
         lines.append("")
+    ms = results.get("metrics_scrape")
+    if ms:
+        lines += [
+            "## 9. Watching a worker: ack cycle with and without /metrics scraped every 100 ms",
+            "",
+            f"{ms[0]['replies']:,} 4-part replies drained by one worker (noop transport), "
+            f"{ms[0]['runs']} alternating runs each side; medians.",
+            "",
+            "| store | p50 ms (baseline / scraped) | p99 ms (baseline / scraped) | p99 ratio "
+            "| parts/s (baseline / scraped) | scrapes (errors) |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for row in ms:
+            lines.append(
+                f"| {row['store']} | {row['baseline_p50_ms']:.2f} / {row['scraped_p50_ms']:.2f} "
+                f"| {row['baseline_p99_ms']:.2f} / {row['scraped_p99_ms']:.2f} "
+                f"| {row['p99_ratio']}x | {row['baseline_parts_per_second']:,.0f} / "
+                f"{row['scraped_parts_per_second']:,.0f} | {row['scrapes']} "
+                f"({row['scrape_errors']}) |"
+            )
+        lines.append("")
     targets = results.get("targets")
     if targets:
         lines += ["## Targets", "", "| target | measured | |", "| --- | --- | --- |"]
