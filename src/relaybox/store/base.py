@@ -263,7 +263,8 @@ class Store:
         failed-and-rolled-back-to-savepoint units included: they shared the commit too. It runs
         on the writer thread, so it must be quick (observe a histogram, bump a counter). An
         exception from it is logged (the first one per listener with its traceback) and never
-        affects the batch, whose futures are already resolved. Returns a function that removes
+        affects the batch (it is already committed). It runs before the batch's futures resolve,
+        so a caller whose write returned sees it counted. Returns a function that removes
         the listener. This is how metrics see the writer without the store importing them.
         """
         self._batch_listeners = (*self._batch_listeners, listener)
@@ -336,13 +337,14 @@ class Store:
         except BaseException as error:  # noqa: BLE001 - every waiter must hear of it
             self._fail_batch(jobs, error)
             return
+        if commit and write and self._batch_listeners:
+            # Before the futures resolve: a caller whose write returned sees it counted.
+            self._tell_batch_listeners(len(jobs))
         for job, (ok, value) in zip(jobs, outcomes, strict=True):
             if ok:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(self._translate(value))
-        if commit and write and self._batch_listeners:
-            self._tell_batch_listeners(len(jobs))
 
     def _tell_batch_listeners(self, units: int) -> None:
         for listener in self._batch_listeners:
