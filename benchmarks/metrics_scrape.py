@@ -142,11 +142,13 @@ def _registered(store: Any) -> bool:
     return bool(store.read_sync(list_workers(30.0)))
 
 
-def measure(kind: str, runs: int = 3, replies: int = 3000) -> dict[str, Any]:
+def measure(
+    kind: str, runs: int = 3, replies: int = 3000, refresh: float = SCRAPE_EVERY
+) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     for _ in range(runs):
         results.append(one_run(kind, replies, scraped=False))
-        results.append(one_run(kind, replies, scraped=True))
+        results.append(one_run(kind, replies, scraped=True, refresh=refresh))
 
     def median(scraped: bool, key: str) -> float:
         return round(statistics.median(r[key] for r in results if r["scraped"] is scraped), 3)
@@ -156,6 +158,7 @@ def measure(kind: str, runs: int = 3, replies: int = 3000) -> dict[str, Any]:
         "store": kind,
         "runs": runs,
         "replies": replies,
+        "gauge_refresh_seconds": refresh,
         "baseline_p50_ms": median(False, "p50_ms"),
         "baseline_p99_ms": base,
         "scraped_p50_ms": median(True, "p50_ms"),
@@ -175,5 +178,11 @@ if __name__ == "__main__":
     parser.add_argument("store", nargs="?", default="sqlite", choices=("sqlite", "postgres"))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--replies", type=int, default=3000)
+    parser.add_argument(
+        "--refresh",
+        type=float,
+        default=SCRAPE_EVERY,
+        help="seconds between store gauge reads while scraped (worst case 0.1; worker default 5)",
+    )
     args = parser.parse_args()
-    print(json.dumps(measure(args.store, args.runs, args.replies), indent=2))
+    print(json.dumps(measure(args.store, args.runs, args.replies, args.refresh), indent=2))
