@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,7 @@ class SqliteConnector:
                 raise FileNotFoundError(f"directory {parent} does not exist")
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.row_factory = sqlite3.Row
-        for pragma in PRAGMAS:
-            conn.execute(pragma)
+        _set_pragmas(conn)
         return conn
 
     def connect_reader(self) -> sqlite3.Connection | None:
@@ -173,6 +173,30 @@ def _open_probed(path: Path, flags: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+_LOCKED_AT_OPEN_RETRY_SECONDS = 30.0
+
+
+def _set_pragmas(conn: sqlite3.Connection) -> None:
+    """Apply PRAGMAS, waiting out a lock another process holds while it sets up a new file.
+
+    Switching a brand-new file to WAL needs an exclusive lock, and SQLite answers "database is
+    locked" at once (without the busy handler) while another process is doing the same or
+    migrating: two workers started together on a fresh store must both come up.
+    """
+    deadline = time.monotonic() + _LOCKED_AT_OPEN_RETRY_SECONDS
+    delay = 0.005
+    for pragma in PRAGMAS:
+        while True:
+            try:
+                conn.execute(pragma)
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
 
 def _reader_setup(conn: sqlite3.Connection) -> sqlite3.Connection:
