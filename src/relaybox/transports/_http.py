@@ -14,26 +14,31 @@ import httpx
 
 from relaybox.transports.base import AmbiguousSend, PermanentError, ReceiverDown
 
-_NOT_SENT: tuple[type[httpx.HTTPError], ...] = (
+# The request certainly did not leave this process.
+NOT_SENT_ERRORS: tuple[type[httpx.HTTPError], ...] = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
     httpx.PoolTimeout,
 )
-_AMBIGUOUS: tuple[type[httpx.HTTPError], ...] = (
+# The request may have reached the far side, but no usable answer came back.
+AMBIGUOUS_ERRORS: tuple[type[httpx.HTTPError], ...] = (
     httpx.ReadTimeout,
     httpx.WriteTimeout,
     httpx.RemoteProtocolError,
     httpx.ReadError,
     httpx.WriteError,
 )
-_CONFIG: tuple[type[Exception], ...] = (
+# The request could never be made as configured.
+CONFIG_ERRORS: tuple[type[Exception], ...] = (
     httpx.UnsupportedProtocol,
     httpx.InvalidURL,
     httpx.LocalProtocolError,
 )
 
 
-class _SendTrace:
+class SendTrace:
+    """httpcore ``trace`` hook: tells whether the request started to leave."""
+
     __slots__ = ("events", "sending")
 
     def __init__(self) -> None:
@@ -47,6 +52,7 @@ class _SendTrace:
 
     @property
     def certainly_not_sent(self) -> bool:
+        # Only trust the trace if it ran at all (a custom client transport may not trace).
         return self.events > 0 and not self.sending
 
 
@@ -65,13 +71,13 @@ async def request(
     **kwargs: Any,
 ) -> httpx.Response:
     """Make one request; network failures become Transient / Ambiguous / Permanent errors."""
-    trace = _SendTrace()
+    trace = SendTrace()
     try:
         async with asyncio.timeout(timeout_seconds):
             return await client.request(method, url, extensions={"trace": trace}, **kwargs)
-    except _NOT_SENT as error:
+    except NOT_SENT_ERRORS as error:
         raise ReceiverDown(f"{platform}: could not connect: {_describe(error)}") from error
-    except _AMBIGUOUS as error:
+    except AMBIGUOUS_ERRORS as error:
         raise AmbiguousSend(f"{platform}: no answer after sending: {_describe(error)}") from error
     except TimeoutError as error:
         if trace.certainly_not_sent:
@@ -79,7 +85,7 @@ async def request(
                 f"{platform}: could not connect within {timeout_seconds:g}s"
             ) from error
         raise AmbiguousSend(f"{platform}: no answer within {timeout_seconds:g}s") from error
-    except _CONFIG as error:
+    except CONFIG_ERRORS as error:
         raise PermanentError(f"{platform}: cannot send: {_describe(error)}") from error
     except httpx.TransportError as error:
         if trace.certainly_not_sent:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from relaybox.models import Outcome
+from relaybox.transports._http import NOT_SENT_ERRORS
 from relaybox.transports.base import (
     AmbiguousSend,
     NotSent,
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["TRANSPORT", "TelegramOptions", "TelegramTransport"]
 
 DEFAULT_BASE_URL = "https://api.telegram.org"
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ class TelegramTransport:
                 wait = _seconds(error.retry_after)
             raise RateLimited(f"telegram: {error}", retry_after=wait) from error
         except error_mod.TimedOut as error:
-            if isinstance(error.__cause__, _NOT_SENT):
+            if isinstance(error.__cause__, NOT_SENT_ERRORS):
                 raise ReceiverDown(f"telegram: could not connect: {error}") from error
             raise AmbiguousSend(f"telegram: no answer after sending: {error}") from error
         except (error_mod.BadRequest, error_mod.Forbidden, error_mod.InvalidToken) as error:
@@ -162,7 +162,7 @@ class TelegramTransport:
             ) from error
         except error_mod.NetworkError as error:
             cause = error.__cause__
-            if isinstance(cause, _NOT_SENT):
+            if isinstance(cause, NOT_SENT_ERRORS):
                 raise ReceiverDown(f"telegram: could not connect: {error}") from error
             if isinstance(cause, httpx.HTTPError):
                 raise AmbiguousSend(f"telegram: connection lost after sending: {error}") from error

@@ -66,6 +66,12 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from relaybox.models import Outcome
+from relaybox.transports._http import (
+    AMBIGUOUS_ERRORS,
+    CONFIG_ERRORS,
+    NOT_SENT_ERRORS,
+    SendTrace,
+)
 from relaybox.transports.base import (
     NOT_SENT,
     AmbiguousSend,
@@ -95,27 +101,6 @@ __all__ = [
 MAX_RETRY_AFTER_SECONDS = 86400.0
 _BODY_SNIPPET_CHARS = 200
 _USER_AGENT = "relaybox-webhook/1"
-
-# The request certainly did not leave this process.
-_NOT_SENT_ERRORS: tuple[type[httpx.HTTPError], ...] = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-)
-# The request may have reached the receiver, but no usable answer came back.
-_AMBIGUOUS_ERRORS: tuple[type[httpx.HTTPError], ...] = (
-    httpx.ReadTimeout,
-    httpx.WriteTimeout,
-    httpx.RemoteProtocolError,
-    httpx.ReadError,
-    httpx.WriteError,
-)
-# The request could never be made as configured.
-_CONFIG_ERRORS: tuple[type[Exception], ...] = (
-    httpx.UnsupportedProtocol,
-    httpx.InvalidURL,
-    httpx.LocalProtocolError,
-)
 
 
 def payload(part: OutgoingPart) -> dict[str, Any]:
@@ -200,26 +185,6 @@ def _message_id(data: dict[str, Any] | None) -> str | None:
     return None
 
 
-class _SendTrace:
-    """httpcore ``trace`` hook: tells whether the request started to leave."""
-
-    __slots__ = ("events", "sending")
-
-    def __init__(self) -> None:
-        self.events = 0
-        self.sending = False
-
-    async def __call__(self, event_name: str, info: dict[str, Any]) -> None:
-        self.events += 1
-        if "send_request" in event_name:
-            self.sending = True
-
-    @property
-    def certainly_not_sent(self) -> bool:
-        # Only trust the trace if it ran at all (a custom client transport may not trace).
-        return self.events > 0 and not self.sending
-
-
 class WebhookTransport:
     """POST parts to ``url``; see the module docstring for the exact contract.
 
@@ -276,7 +241,7 @@ class WebhookTransport:
         body = json.dumps(payload(part), ensure_ascii=False, separators=(",", ":")).encode()
         headers = self._request_headers(part)
         headers["Content-Type"] = "application/json"
-        trace = _SendTrace()
+        trace = SendTrace()
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 response = await self._get_client().post(
@@ -286,9 +251,9 @@ class WebhookTransport:
                     timeout=self._timeout,
                     extensions={"trace": trace},
                 )
-        except _NOT_SENT_ERRORS as error:
+        except NOT_SENT_ERRORS as error:
             raise ReceiverDown(f"could not connect to {url}: {_describe(error)}") from error
-        except _AMBIGUOUS_ERRORS as error:
+        except AMBIGUOUS_ERRORS as error:
             raise AmbiguousSend(
                 f"no answer from {url} after sending: {_describe(error)}"
             ) from error
@@ -298,7 +263,7 @@ class WebhookTransport:
                     f"could not connect to {url} within {self.timeout_seconds:g}s"
                 ) from error
             raise AmbiguousSend(f"no answer from {url} within {self.timeout_seconds:g}s") from error
-        except _CONFIG_ERRORS as error:
+        except CONFIG_ERRORS as error:
             raise PermanentError(f"cannot send to {url}: {_describe(error)}") from error
         except httpx.TransportError as error:
             if trace.certainly_not_sent:
