@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from relaybox.config import Config, default_config, load_config, store_url_of
 from relaybox.errors import ConfigError, RelayboxError
@@ -95,7 +96,9 @@ def globals_of(ctx: typer.Context) -> Globals:
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    # The message is text, not markup: "pip install 'relaybox[otel]'" and "[store] url" keep
+    # their brackets.
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
     return typer.Exit(code=1)
 
 
