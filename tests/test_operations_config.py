@@ -39,6 +39,8 @@ def test_defaults_and_overrides():
         ({"health": {"window_seconds": 0}}, "health.window_seconds must be greater than 0"),
         ({"audit": {"max_payload_bytes": "16k"}}, "audit.max_payload_bytes must be a number"),
         ({"audit": []}, "[audit] must be a table"),
+        ({"worker": {"otel_exporter": "jaeger"}}, "worker.otel_exporter must be one of none,"),
+        ({"worker": {"otel_exporter": 1}}, "worker.otel_exporter must be one of none, otlp,"),
     ],
 )
 def test_bad_values_are_rejected_with_the_key(data: dict[str, object], message: str):

@@ -85,6 +85,9 @@ class WorkerConfig:
     heartbeat_seconds: float = 5.0  # the workers registry row is refreshed this often
     dead_after_seconds: float = 30.0  # a worker not seen for this long counts as dead
     metrics_refresh_seconds: float = 5.0  # store gauges of /metrics are read this often
+    # OpenTelemetry span export of `relaybox worker` (--otel-exporter wins): none, otlp (the
+    # OTLP/HTTP exporter, configured by the OTEL_* environment) or console (stderr).
+    otel_exporter: str = "none"
 
 
 @dataclass(frozen=True)
@@ -447,6 +450,9 @@ _POSITIVE |= {"max_part_chars", "group_parts_per_minute", "new_conversations_per
 _FRACTIONS = {"jitter", "max_failure_rate"}
 # Whole numbers whose default is None (so the default's type cannot tell).
 _WHOLE = {"max_part_chars", "new_conversations_per_day"}
+# Strings that must be one of a few words.
+OTEL_EXPORTERS = ("none", "otlp", "console")
+_CHOICES: dict[str, tuple[str, ...]] = {"otel_exporter": OTEL_EXPORTERS}
 
 
 def _build(kind: type[Any], values: dict[str, Any], prefix: str, source: str, **fixed: Any) -> Any:
@@ -467,6 +473,10 @@ def _check_value(key: str, value: Any, default: Any, prefix: str, source: str) -
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false (got {value!r})")
+        return value
+    if key in _CHOICES:
+        if not isinstance(value, str) or value not in _CHOICES[key]:
+            raise ConfigError(f"{where} must be one of {', '.join(_CHOICES[key])} (got {value!r})")
         return value
     if isinstance(default, str):
         if not isinstance(value, str) or not value:

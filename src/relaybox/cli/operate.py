@@ -6,7 +6,7 @@ import asyncio
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -171,6 +171,15 @@ def worker_command(
     metrics_host: Annotated[
         str, typer.Option(help="Address /metrics listens on (0.0.0.0 for every interface).")
     ] = "127.0.0.1",
+    otel_exporter: Annotated[
+        Literal["otlp", "console", "none"] | None,
+        typer.Option(
+            help="Export OpenTelemetry spans: otlp (OTLP/HTTP, configured by the OTEL_*"
+            " environment), console (stderr) or none (default: [worker] otel_exporter, else"
+            " none). Needs relaybox[otel].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Deliver queued replies until SIGTERM or Ctrl-C (then finish or release what it holds).
 
@@ -190,8 +199,16 @@ def worker_command(
     from relaybox.worker.worker import Worker
 
     with opened(ctx) as (store, config):
-        metrics = None if metrics_port is None else WorkerMetrics.serve(metrics_port, metrics_host)
+        exporter = otel_exporter or config.worker.otel_exporter
+        spans = None
+        if exporter != "none":  # only now is anything of OpenTelemetry's SDK imported
+            from relaybox.observability.export import start_export
+
+            spans = start_export(exporter)  # not installed: one `error:` line (ConfigError)
+        metrics = None
         try:
+            if metrics_port is not None:
+                metrics = WorkerMetrics.serve(metrics_port, metrics_host)
             worker = Worker(
                 store,
                 config,
@@ -207,6 +224,8 @@ def worker_command(
                 worker.services.add(resume_service(Relaybox(store, config), handler))
                 out.print(f"resuming turns with {spec}", markup=False)
             where = "" if metrics is None else f"; metrics at {metrics.url}"
+            if spans is not None:
+                where += f"; spans to {spans.description}"
             ready = (
                 f"worker {worker.worker_id} delivering on {', '.join(sorted(config.channels))}"
                 f" from {store.connector.describe()}{where} (Ctrl-C to stop)"
@@ -222,6 +241,8 @@ def worker_command(
         finally:
             if metrics is not None:
                 metrics.close()
+            if spans is not None:
+                spans.shutdown()  # the spans of the last sends are exported before exit
 
 
 def demo_command(
