@@ -7,8 +7,9 @@ character, bytes that are not UTF-8, a very long string. The answer must be an e
 0, 1 or 2; a refusal is exactly one ``error: ...`` line (never the catch-all "internal error");
 no traceback anywhere; and the store is unchanged afterwards (nothing written).
 
-Long-running commands (worker, serve, webhooks, resume, demo) are fed only numbers, which
-must be refused before they start.
+Long-running commands (worker, serve, webhooks, resume, demo) are fed only numbers and the
+options with a fixed set of choices (``worker --otel-exporter``), which must be refused before
+they start.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def _leaves() -> list[tuple[list[str], Any]]:
 def _kind(param: Any) -> str:
     annotation = param.type_descriptor.annotation
     return "int" if "int" in str(annotation) and "bool" not in str(annotation) else "str"
+
+
+def _choices(param: Any) -> bool:
+    """An option whose values are a fixed set (a Literal): the parser refuses anything else."""
+    return "Literal[" in str(param.type_descriptor.annotation)
 
 
 def _value_params(cmd: Any) -> list[Any]:
@@ -132,12 +138,14 @@ def test_every_argument_of_every_command_survives_hostile_values(
     before = _digest(seeded)
     t0 = _tables(seeded) if seeded.startswith("sqlite") else {}
     problems: list[str] = []
+    swept: set[tuple[str, str]] = set()
     runs = 0
     for path, cmd in _leaves():
         for param in _value_params(cmd):
             numeric = _kind(param) == "int"
-            if path[0] in LONG_RUNNING and not numeric:
+            if path[0] in LONG_RUNNING and not numeric and not _choices(param):
                 continue
+            swept.add((" ".join(path), param.name))
             for value in HOSTILE_NUMBER if numeric else HOSTILE_TEXT:
                 args = _args(path, cmd, param, value)
                 code = run(args)
@@ -155,6 +163,7 @@ def test_every_argument_of_every_command_survives_hostile_values(
                 elif numeric and value in (HUGE, "1e30") and code != 2:
                     problems.append("number out of range accepted: " + shown)
     assert runs > 100
+    assert ("worker", "otel_exporter") in swept  # a long-running command's choices, too
     assert problems == []
     if seeded.startswith("sqlite"):
         t1 = _tables(seeded)
