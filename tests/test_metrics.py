@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import relaybox
 from _harness import WorkerProcess
-from relaybox.observability.metrics import MetricsListener
+from relaybox.observability.metrics import MetricsListener, MetricsServer
 from relaybox.store.base import Store, Tx
 from relaybox.testing.loopback import LoopbackReceiver
 
@@ -211,3 +211,50 @@ def test_an_unknown_log_format_is_a_one_line_error(sqlite_url: str, tmp_path: Pa
     assert done.stderr.strip().splitlines() == [
         "error: unknown log format 'xml'; choose one of: text, json"
     ]
+
+
+def test_scrapes_within_the_cache_interval_share_one_rendering() -> None:
+    """A scraper polling every 100 ms costs the worker one render per cache interval."""
+    registry = CollectorRegistry()
+    listener = MetricsListener(registry)
+    server = MetricsServer(registry, 0, "127.0.0.1", cache_seconds=0.5)
+    try:
+        listener.audit_fallback()
+        first = scrape(server.url)
+        assert value(first, "relaybox_audit_fallbacks_total") == 1
+        listener.audit_fallback()
+        # Within the interval: the same rendering (the second fallback is not in it yet).
+        again = scrape(server.url)
+        assert value(again, "relaybox_audit_fallbacks_total") == 1
+        assert server.app.renders == 1
+        # httpx asks for gzip. A scraper that does not, or that asks for OpenMetrics, gets its
+        # own rendering, not the bytes another scraper was served.
+        plain = httpx.get(server.url, headers={"Accept-Encoding": "identity"}, timeout=10)
+        assert "Content-Encoding" not in plain.headers
+        assert "relaybox_audit_fallbacks_total 2.0" in plain.text
+        om = httpx.get(
+            server.url, headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
+        assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert om.text.rstrip().endswith("# EOF")
+        assert server.app.renders == 3
+        time.sleep(0.6)
+        fresh = scrape(server.url)
+        assert value(fresh, "relaybox_audit_fallbacks_total") == 2
+        assert server.app.renders == 4
+        # Not GET: answered by prometheus-client itself, never cached.
+        assert httpx.post(server.url, timeout=10).status_code == 405
+    finally:
+        server.close()
+
+
+def test_with_no_cache_every_scrape_renders() -> None:
+    registry = CollectorRegistry()
+    listener = MetricsListener(registry)
+    server = MetricsServer(registry, 0, "127.0.0.1", cache_seconds=0)
+    try:
+        for n in (1, 2, 3):
+            listener.audit_fallback()
+            assert value(scrape(server.url), "relaybox_audit_fallbacks_total") == n
+    finally:
+        server.close()

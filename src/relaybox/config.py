@@ -85,6 +85,8 @@ class WorkerConfig:
     heartbeat_seconds: float = 5.0  # the workers registry row is refreshed this often
     dead_after_seconds: float = 30.0  # a worker not seen for this long counts as dead
     metrics_refresh_seconds: float = 5.0  # store gauges of /metrics are read this often
+    # /metrics is rendered at most this often; scrapes in between get the last rendering
+    metrics_cache_seconds: float = 1.0
     # OpenTelemetry span export of `relaybox worker` (--otel-exporter wins): none, otlp (the
     # OTLP/HTTP exporter, configured by the OTEL_* environment) or console (stderr).
     otel_exporter: str = "none"
@@ -444,6 +446,7 @@ _NON_NEGATIVE = {
     "max_queue_depth", "max_unknown", "max_gaps", "max_late_tasks", "max_timed_out_tasks",
     "deliveries_days", "attempts_days",
     "failures_days", "inbound_days", "unanswered_inbound_days", "min_failure_sample",
+    "metrics_cache_seconds",
 }  # fmt: skip
 # Channel limits (docs/platforms.md).
 _POSITIVE |= {"max_part_chars", "group_parts_per_minute", "new_conversations_per_day"}

@@ -208,7 +208,9 @@ def worker_command(
         metrics = None
         try:
             if metrics_port is not None:
-                metrics = WorkerMetrics.serve(metrics_port, metrics_host)
+                metrics = WorkerMetrics.serve(
+                    metrics_port, metrics_host, config.worker.metrics_cache_seconds
+                )
             worker = Worker(
                 store,
                 config,
