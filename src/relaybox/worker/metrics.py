@@ -34,9 +34,7 @@ class WorkerMetrics:
         self._detach_store: Callable[[], None] | None = None
 
     @classmethod
-    def serve(
-        cls, port: int, host: str = "127.0.0.1", cache_seconds: float = 0.0
-    ) -> WorkerMetrics:
+    def serve(cls, port: int, host: str = "127.0.0.1", cache_seconds: float = 0.0) -> WorkerMetrics:
         """Start ``/metrics`` on ``host:port`` (0: any free port); ConfigError if it is busy.
 
         ``cache_seconds``: render at most this often (``[worker] metrics_cache_seconds``)."""
