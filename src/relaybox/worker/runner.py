@@ -48,6 +48,7 @@ from relaybox.transports.base import (
     Unavailable,
 )
 from relaybox.worker.acks import AckBatcher
+from relaybox.worker.deadlines import SendDeadlines
 from relaybox.worker.pacing import Pacer
 
 log = logging.getLogger("relaybox.worker")
@@ -86,6 +87,7 @@ class RunnerContext:
     observer: Observer = field(default_factory=Observer)
     channels: ChannelStates = field(default_factory=lambda: ChannelStates([]))
     acks: AckBatcher = field(init=False, repr=False)
+    deadlines: SendDeadlines = field(default_factory=SendDeadlines)  # send timeouts
 
     def __post_init__(self) -> None:
         self.acks = AckBatcher(self.store, on_batch=self.observer.ack_batch)
@@ -165,8 +167,8 @@ class DeliveryRunner:
         self.observer.send_started(self.d, part)
         started = time.time()
         try:
-            # asyncio.timeout, not wait_for: no extra task per send (3.11 wait_for makes one).
-            async with asyncio.timeout(self.channel.send_timeout_seconds):
+            # One timer for all sends, not one per send (worker/deadlines.py).
+            async with self.ctx.deadlines.within(self.channel.send_timeout_seconds):
                 result = await self.transport.send(self._outgoing(part))
         except TimeoutError:
             error: TransportError = AmbiguousSend(
