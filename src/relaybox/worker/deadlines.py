@@ -32,16 +32,20 @@ class SendDeadlines:
         self._expired: set[asyncio.Task[Any]] = set()
         self._timer: asyncio.TimerHandle | None = None
 
-    def within(self, seconds: float) -> _Bound:
-        """``async with deadlines.within(5): await send()``: TimeoutError after ~5 s."""
-        return _Bound(self, seconds)
+    def within(self, seconds: float, task: asyncio.Task[Any] | None = None) -> _Bound:
+        """``async with deadlines.within(5): await send()``: TimeoutError after ~5 s.
+
+        ``task``: the task running the block, if the caller has it at hand (saves looking it
+        up; it must be the current task)."""
+        return _Bound(self, seconds, task)
 
     @property
     def waiting(self) -> int:
         return len(self._waiting)
 
-    def _enter(self, seconds: float) -> asyncio.Task[Any]:
-        task = asyncio.current_task()
+    def _enter(self, seconds: float, task: asyncio.Task[Any] | None) -> asyncio.Task[Any]:
+        if task is None:
+            task = asyncio.current_task()
         if task is None:
             raise RuntimeError("SendDeadlines.within() must be used inside a task")
         loop = task.get_loop()
@@ -72,13 +76,15 @@ class SendDeadlines:
 class _Bound:
     __slots__ = ("_deadlines", "_seconds", "_task")
 
-    def __init__(self, deadlines: SendDeadlines, seconds: float) -> None:
+    def __init__(
+        self, deadlines: SendDeadlines, seconds: float, task: asyncio.Task[Any] | None
+    ) -> None:
         self._deadlines = deadlines
         self._seconds = seconds
-        self._task: asyncio.Task[Any] | None = None
+        self._task = task
 
     async def __aenter__(self) -> None:
-        self._task = self._deadlines._enter(self._seconds)
+        self._task = self._deadlines._enter(self._seconds, self._task)
 
     async def __aexit__(
         self,

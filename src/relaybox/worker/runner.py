@@ -168,7 +168,7 @@ class DeliveryRunner:
         started = time.time()
         try:
             # One timer for all sends, not one per send (worker/deadlines.py).
-            async with self.ctx.deadlines.within(self.channel.send_timeout_seconds):
+            async with self.ctx.deadlines.within(self.channel.send_timeout_seconds, self.held.task):
                 result = await self.transport.send(self._outgoing(part))
         except TimeoutError:
             error: TransportError = AmbiguousSend(
