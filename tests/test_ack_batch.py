@@ -50,7 +50,8 @@ async def test_results_match_single_writes(rb: relaybox.Relaybox):
     results = await rb.store.run(
         tr.record_sent_many([_sent(a, 0, last=False), _sent(b, 0, last=False), stale_c])
     )
-    assert results == [True, True, False]
+    assert results.moved == [True, True, False]
+    assert results.next_heads == []  # no reply waits behind a or b
     da, db, dc = (await rb.delivery(a.id), await rb.delivery(b.id), await rb.delivery(c.id))
     assert (da.status, da.start_index) == (Status.SENDING, 1)
     assert (db.status, db.start_index) == (Status.DELIVERED, 1) and db.finished_at is not None
@@ -63,6 +64,29 @@ async def test_results_match_single_writes(rb: relaybox.Relaybox):
     assert "lease lost" in (row_c.error or "")
     [row_a] = await rb.attempts(a.id)
     assert row_a.error is None and row_a.part_index == 0 and row_a.outcome == "surfaced"
+
+
+async def test_a_delivered_reply_names_its_threads_next_head_which_is_claimed_by_id(
+    rb: relaybox.Relaybox,
+):
+    for thread, replies in (("x", 3), ("y", 1)):
+        for _ in range(replies):
+            await _enqueue(rb, thread, 1)
+    first = await rb.store.run(tr.claim("w", ["mem"], 10, lease_seconds=30))
+    x1, y1 = sorted(first, key=lambda d: d.thread_id)
+    x2, x3 = sorted(d.id for d in await rb.deliveries(thread_id="x"))[1:]
+    # A non-head named as a candidate is not claimed: x2 waits behind x1, which is sending.
+    assert await rb.store.run(tr.claim("w", ["mem"], 10, 30, among=[x2, x3])) == []
+    assert await rb.store.run(tr.claim("w", ["mem"], 10, 30, among=[])) == []
+    done = await rb.store.run(
+        tr.record_sent_many([_sent(x1, 0, last=True), _sent(y1, 0, last=True)])
+    )
+    assert done.moved == [True, True]
+    assert done.next_heads == [x2]  # y had nothing queued behind y1
+    # Claimed by id, without a scan: x2 only (x3 still waits behind it; y1 is delivered).
+    got = await rb.store.run(tr.claim("w", ["mem"], 10, 30, among=[x2, x3, y1.id]))
+    assert [d.id for d in got] == [x2]
+    assert got[0].parts[0].body == "x 0"
 
 
 async def test_one_part_per_delivery_per_batch(rb: relaybox.Relaybox):
@@ -134,7 +158,8 @@ async def test_heartbeat_does_not_call_a_delivery_finished_meanwhile_lost(rb: re
     done, gone = sorted(
         await rb.store.run(tr.claim("w", ["mem"], 10, lease_seconds=30)), key=lambda d: d.thread_id
     )
-    assert await rb.store.run(tr.record_sent_many([_sent(done, 0, last=True)])) == [True]
+    recorded = await rb.store.run(tr.record_sent_many([_sent(done, 0, last=True)]))
+    assert recorded.moved == [True]
     await rb.cancel(gone.id)  # an operator took this one away: its worker must stop
     held = [HeldDelivery(d, tr.Lease(d.id, d.lease_epoch)) for d in (done, gone)]
     lost: list[int] = []

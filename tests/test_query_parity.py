@@ -18,6 +18,7 @@ SQLITE_ONLY = {
     # whole batch in one statement (record_sent_batch).
     "advance_cursor": "per-part fenced cursor write (PostgreSQL: record_sent_batch)",
     "advance_cursor_within": "cheaper cursor write for a non-final part (SQLite only)",
+    "next_in_thread": "a delivered reply's successor (PostgreSQL: next_id of record_sent_batch)",
 }
 POSTGRES_ONLY = {
     "record_sent_batch": "one-statement batch of acks (SQLite: advance_cursor per part)",

@@ -76,13 +76,21 @@ class AttemptRecord:
 
 
 def claim(
-    worker_id: str, channels: list[str], limit: int, lease_seconds: float
+    worker_id: str,
+    channels: list[str],
+    limit: int,
+    lease_seconds: float,
+    among: list[int] | None = None,
 ) -> Unit[list[Delivery]]:
-    """Unit: claim up to ``limit`` thread heads; returns deliveries with their unsent parts."""
+    """Unit: claim up to ``limit`` thread heads; returns deliveries with their unsent parts.
+
+    ``among``: consider only these deliveries (those :func:`record_sent_many` reported as
+    their thread's next head) instead of scanning for heads; the head checks are the same.
+    """
 
     def unit(tx: Tx) -> list[Delivery]:
         now = time.time()
-        params = {
+        params: dict[str, Any] = {
             "worker_id": worker_id,
             "channels": channels,
             "limit": limit,
@@ -91,7 +99,13 @@ def claim(
         }
         # Two statements: the first picks thread heads (on PostgreSQL it also locks their
         # threads), the second re-checks them under those locks and takes them.
-        heads = [int(r["id"]) for r in tx.fetch_all("claimable_heads", params)]
+        if among is None:
+            found = tx.fetch_all("claimable_heads", params)
+        elif not among:
+            return []
+        else:
+            found = tx.fetch_all("claimable_heads_among", {**params, "ids": among})
+        heads = [int(r["id"]) for r in found]
         if not heads:
             return []
         rows = tx.fetch_all("claim_deliveries", {**params, "ids": heads})
@@ -167,35 +181,54 @@ def record_sent(
     many = record_sent_many([SentPart(lease, part_index, outcome, message_id, attempt)])
 
     def unit(tx: Tx) -> bool:
-        return many(tx)[0]
+        return many(tx).moved[0]
 
     return unit
 
 
-def record_sent_many(sent: list[SentPart]) -> Unit[list[bool]]:
+@dataclass(frozen=True)
+class AcksRecorded:
+    """What :func:`record_sent_many` did: per part, did its cursor move; and which queued
+    deliveries became their thread's head because the one before them was delivered."""
+
+    moved: list[bool]
+    next_heads: list[int]
+
+
+def record_sent_many(sent: list[SentPart]) -> Unit[AcksRecorded]:
     """Unit: :func:`record_sent` for many deliveries at once (at most one part each).
 
     A worker records the parts its deliveries had acknowledged meanwhile together (see
     ``worker/acks.py``). Each part's result is exactly what :func:`record_sent` would have
     returned for it alone. PostgreSQL does it all in one statement (one round trip);
     SQLite, in process, one fenced update per cursor and one batched call for the rest.
+    Each delivered reply's successor in its thread comes back in ``next_heads``, so the
+    worker can claim it without scanning for heads.
     """
     if len({s.lease.delivery_id for s in sent}) != len(sent):
         raise ValueError("record_sent_many takes at most one part per delivery")
 
-    def unit(tx: Tx) -> list[bool]:
+    def unit(tx: Tx) -> AcksRecorded:
         now = time.time()
+        next_heads: list[int] = []
         if tx.network_round_trips:
-            moved = {
-                int(r["id"]) for r in tx.fetch_all("record_sent_batch", _ack_arrays(sent, now))
-            }
-            return [s.lease.delivery_id in moved for s in sent]
+            moved: set[int] = set()
+            for r in tx.fetch_all("record_sent_batch", _ack_arrays(sent, now)):
+                moved.add(int(r["id"]))
+                if r["next_id"] is not None:
+                    next_heads.append(int(r["next_id"]))
+            return AcksRecorded([s.lease.delivery_id in moved for s in sent], next_heads)
         results = [_advance_cursor(tx, s, now) for s in sent]
         tx.execute_many(
             "insert_attempt",
             [_attempt_params(s, moved) for s, moved in zip(sent, results, strict=True)],
         )
-        return results
+        for s, advanced in zip(sent, results, strict=True):
+            if advanced and s.last:
+                row = tx.fetch_one("next_in_thread", {"id": s.lease.delivery_id})
+                if row is not None and row["id"] is not None:
+                    next_heads.append(int(row["id"]))
+        return AcksRecorded(results, next_heads)
 
     return unit
 

@@ -31,10 +31,14 @@ class AckBatcher:
         *,
         max_batch: int = 1024,
         on_batch: Callable[[int], None] | None = None,
+        on_next_heads: Callable[[list[int]], None] | None = None,
     ) -> None:
         self._store = store
         self._max_batch = max_batch
         self._on_batch = on_batch  # the observer's ack_batch: group-commit size metric
+        # The worker's claim loop: deliveries that became their thread's head (their
+        # predecessor was delivered by this batch), to claim without a scan.
+        self._on_next_heads = on_next_heads
         self._pending: list[_Waiter] = []
         self._scheduled = False
 
@@ -70,12 +74,22 @@ class AckBatcher:
         if self._on_batch is not None:
             self._on_batch(len(batch))
 
-        def on_commit(future: Future[list[bool]]) -> None:  # runs on the store's thread
+        def on_commit(future: Future[tr.AcksRecorded]) -> None:  # runs on the store's thread
             error = future.exception()
             result = None if error is not None else future.result()
-            loop.call_soon_threadsafe(_settle, batch, result, error)
+            loop.call_soon_threadsafe(self._settle, batch, result, error)
 
         done.add_done_callback(on_commit)
+
+    def _settle(
+        self,
+        batch: list[_Waiter],
+        result: tr.AcksRecorded | None,
+        error: BaseException | None,
+    ) -> None:
+        _settle(batch, None if result is None else result.moved, error)
+        if result is not None and result.next_heads and self._on_next_heads is not None:
+            self._on_next_heads(result.next_heads)
 
 
 def _one_per_delivery(pending: list[_Waiter], limit: int) -> tuple[list[_Waiter], list[_Waiter]]:

@@ -88,9 +88,13 @@ class RunnerContext:
     channels: ChannelStates = field(default_factory=lambda: ChannelStates([]))
     acks: AckBatcher = field(init=False, repr=False)
     deadlines: SendDeadlines = field(default_factory=SendDeadlines)  # send timeouts
+    # Told which deliveries became their thread's head when a reply was delivered.
+    on_next_heads: Callable[[list[int]], None] | None = None
 
     def __post_init__(self) -> None:
-        self.acks = AckBatcher(self.store, on_batch=self.observer.ack_batch)
+        self.acks = AckBatcher(
+            self.store, on_batch=self.observer.ack_batch, on_next_heads=self.on_next_heads
+        )
 
 
 class DeliveryRunner:
@@ -108,6 +112,8 @@ class DeliveryRunner:
         self.channel = channel
         self.transport = transport
         self.observer = ctx.observer
+        # Delivered through the ack batch, which told the worker the thread's next head.
+        self.successor_reported = False
 
     async def run(self) -> None:
         parts = list(self.d.parts)
@@ -228,6 +234,7 @@ class DeliveryRunner:
             return False
         self.observer.part_sent(self.d, part, str(result.outcome), time.time() - started)
         if sent.last:
+            self.successor_reported = True
             self.observer.delivered(self.d)
         return True
 

@@ -14,7 +14,6 @@ to the ambiguity rules (same GUID resend, or reconcile).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -97,6 +96,11 @@ class Worker:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
+        # What the next claim looks at: a scan for heads when something may have become
+        # claimable that nobody named (an enqueue, a poll, a run that ended other than
+        # delivered); otherwise the next heads the ack batches reported (no scan).
+        self._scan_due = True
+        self._next_heads: list[int] = []
         self._pacer = Pacer(config.channels)
         self._stop_signals = 0
         self.channel_states = ChannelStates(sorted(self.transports))
@@ -112,6 +116,7 @@ class Worker:
             self.auditor,
             observer=self.observer,
             channels=self.channel_states,
+            on_next_heads=self._heads_reported,
         )
         self.registry = RegistryJob(
             store,
@@ -227,6 +232,12 @@ class Worker:
 
     def notify(self) -> None:
         """Something was enqueued: claim now instead of at the next poll."""
+        self._scan_due = True
+        self._wake.set()
+
+    def _heads_reported(self, ids: list[int]) -> None:
+        """Deliveries became their thread's head (the reply before them was delivered)."""
+        self._next_heads.extend(ids)
         self._wake.set()
 
     @property
@@ -292,25 +303,41 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            if not (backlog or self._scan_due or self._next_heads):
+                # Nothing claimable that we know of: wait for news, or poll. (Every wake-up
+                # that brings news also sets _scan_due or _next_heads before it wakes us.)
+                self._wake.clear()
+                if not await self._sleep(self.poll_seconds()):
+                    self._scan_due = True
+                continue
             wanted = min(free, cfg.claim_batch)
             self._wake.clear()
+            among: list[int] | None = None
+            if backlog or self._scan_due:
+                # A scan finds every head, the reported ones included.
+                self._scan_due = False
+                self._next_heads.clear()
+            else:
+                # The heads the ack batches reported: claimed by id, a probe each, instead of
+                # a scan that walks past every delivery in flight and every one behind them.
+                among, self._next_heads = self._next_heads[:wanted], self._next_heads[wanted:]
             try:
                 claimed = await self.store.run(
-                    tr.claim(self.worker_id, channels, wanted, cfg.lease_seconds)
+                    tr.claim(self.worker_id, channels, wanted, cfg.lease_seconds, among)
                 )
             except StoreUnavailable as error:
                 failures += 1
                 delay = min(5.0, POLL_SECONDS * 2**failures)
                 log.warning("claim failed (store unavailable), retrying in %.2fs: %s", delay, error)
+                self._scan_due = True
                 await self._sleep(delay)
                 continue
             failures = 0
             for delivery in claimed:
                 self.observer.claimed(delivery)
                 self._start(delivery)
-            backlog = len(claimed) == wanted
-            if not backlog:
-                await self._sleep(self.poll_seconds())
+            if among is None:
+                backlog = len(claimed) == wanted
 
     def poll_seconds(self) -> float:
         """How long to wait for a wake-up before claiming again.
@@ -325,15 +352,18 @@ class Worker:
             return LISTENING_POLL_SECONDS
         return POLL_SECONDS
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float) -> bool:
+        """Wait for a wake-up, at most ``seconds``; False if none came."""
         if self.notifier is not None:
             self.notifier.set_waiting(True)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
         finally:
             if self.notifier is not None:
                 self.notifier.set_waiting(False)
+        return True
 
     def _start(self, delivery: Delivery) -> None:
         held = HeldDelivery(delivery, tr.Lease(delivery.id, delivery.lease_epoch))
@@ -364,7 +394,11 @@ class Worker:
             self.observer.run_ended(held.delivery)
             self._held.pop(held.lease.delivery_id, None)
             self._slot_free.set()
-            self._wake.set()
+            if not runner.successor_reported:
+                # Failed, expired, parked, released, lease lost, or delivered outside the
+                # ack batch: whatever became claimable in its thread is found by a scan.
+                self._scan_due = True
+                self._wake.set()
 
     async def _give_back(
         self,

@@ -142,6 +142,33 @@ FROM (
 WHERE pg_try_advisory_xact_lock(1919251576, hashtext(head.channel || '/' || head.thread_id))
 LIMIT :limit;
 
+-- name: claimable_heads_among
+-- Claim, step 1 of 2, among the given candidate ids instead of a scan: the deliveries that
+-- became their thread's head when this worker delivered the one before (record_sent_batch
+-- returns them; worker/worker.py claims them at once). The same head conditions and thread
+-- locks as claimable_heads, at a probe per candidate however many deliveries are in flight:
+-- the scan walks past every delivery in flight and every one queued behind it.
+SELECT head.id
+FROM (
+    SELECT d.id, d.channel, d.thread_id
+    FROM deliveries d
+    WHERE d.id = ANY(:ids::bigint[])
+      AND d.status IN ('queued', 'sending')
+      AND d.channel = ANY(:channels)
+      AND d.available_at <= :now
+      AND (d.status = 'queued' OR d.lease_expires_at < :now)
+      AND NOT EXISTS (  -- one probe of the thread's active deliveries (thread_active index)
+          SELECT 1 FROM deliveries e
+          WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+            AND e.status IN ('queued', 'sending') AND e.id <> d.id
+            AND (e.id < d.id OR (e.status = 'sending' AND e.lease_expires_at >= :now))
+          OFFSET 0)
+    ORDER BY d.available_at, d.id
+    OFFSET 0  -- a fence, as in claimable_heads
+) AS head
+WHERE pg_try_advisory_xact_lock(1919251576, hashtext(head.channel || '/' || head.thread_id))
+LIMIT :limit;
+
 -- name: claim_deliveries
 -- Claim, step 2 of 2: re-check the heads picked in step 1 and take them. Under READ COMMITTED
 -- this statement reads a snapshot taken after the thread locks were granted, so it sees every
@@ -197,7 +224,8 @@ WHERE id = :id AND lease_epoch = :epoch AND status = 'sending' AND start_index =
 -- acks come as parallel arrays, one element per ack and at most one ack per delivery (unnest
 -- reads them without parsing text). An ack whose lease moved on changes no cursor; its attempt
 -- is still written (the send happened), marked "lease lost". Returns the deliveries whose
--- cursor moved.
+-- cursor moved and, for each one this ack delivered, the next queued delivery of its thread
+-- (next_id: now the thread's head, which the worker claims without a scan).
 WITH ack AS (
     SELECT *
     FROM unnest(:ids::bigint[], :epochs::integer[], :part_indexes::integer[],
@@ -222,7 +250,12 @@ WITH ack AS (
     FROM ack
     WHERE d.id = ack.id AND d.lease_epoch = ack.epoch
       AND d.status = 'sending' AND d.start_index = ack.part_index
-    RETURNING d.id
+    RETURNING d.id,
+        CASE WHEN ack.part_index + 1 >= d.part_count THEN (
+            SELECT min(e.id) FROM deliveries e
+            WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+              AND e.status = 'queued' AND e.id > d.id)
+        END AS next_id
 ), logged AS (
     INSERT INTO delivery_attempts (
         delivery_id, attempt, part_index, guid, worker_id, started_at, latency_ms,
@@ -233,7 +266,7 @@ WITH ack AS (
            ack.transport_message_id, ack.correlation_id
     FROM ack LEFT JOIN moved ON moved.id = ack.id
 )
-SELECT id FROM moved;
+SELECT id, next_id FROM moved;
 
 -- name: insert_attempt
 INSERT INTO delivery_attempts (

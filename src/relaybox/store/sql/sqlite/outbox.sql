@@ -91,6 +91,39 @@ WHERE d.status IN ('queued', 'sending')
 ORDER BY d.available_at, d.id
 LIMIT :limit;
 
+-- name: claimable_heads_among
+-- Claim, step 1 of 2, among the given candidate ids instead of a scan: the deliveries that
+-- became their thread's head when this worker delivered the one before (next_in_thread;
+-- worker/worker.py claims them at once). The same head conditions as claimable_heads, at a
+-- probe per candidate however many deliveries are in flight.
+SELECT d.id
+FROM deliveries d
+WHERE d.id IN (SELECT value FROM json_each(:ids))
+  AND +d.status IN ('queued', 'sending')  -- unary +: look up by id, not by status
+  AND d.channel IN (SELECT value FROM json_each(:channels))
+  AND d.available_at <= :now
+  AND (d.status = 'queued' OR d.lease_expires_at < :now)
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries e
+      WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+        AND e.status IN ('queued', 'sending') AND e.id < d.id)
+  AND NOT EXISTS (
+      SELECT 1 FROM deliveries e INDEXED BY deliveries_thread_active
+      WHERE e.channel = d.channel AND e.thread_id = d.thread_id
+        AND e.status IN ('queued', 'sending')
+        AND e.status = 'sending' AND e.lease_expires_at >= :now AND e.id <> d.id)
+ORDER BY d.available_at, d.id
+LIMIT :limit;
+
+-- name: next_in_thread
+-- The next queued delivery of a delivered one's thread: now that thread's head (PostgreSQL's
+-- record_sent_batch returns it as next_id).
+SELECT min(e.id) AS id
+FROM deliveries d
+JOIN deliveries e INDEXED BY deliveries_thread_active
+  ON e.channel = d.channel AND e.thread_id = d.thread_id
+WHERE d.id = :id AND e.status IN ('queued', 'sending') AND e.status = 'queued' AND e.id > d.id;
+
 -- name: claim_deliveries
 -- Claim, step 2 of 2: re-check the heads picked in step 1 and take them.
 UPDATE deliveries
