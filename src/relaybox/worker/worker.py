@@ -49,6 +49,9 @@ from relaybox.worker.service import Service, ServiceGroup
 
 log = logging.getLogger("relaybox.worker")
 
+# With a backlog, at most this many claims in a row take reported next heads by id before a
+# scan (which serves every thread in enqueue order) must run.
+BY_ID_CLAIMS_PER_SCAN = 3
 POLL_SECONDS = 0.05  # the claim poll when nothing notifies (SQLite, or LISTEN is down)
 LISTENING_POLL_SECONDS = 1.0  # the safety-net poll while wake-ups arrive
 
@@ -297,6 +300,7 @@ class Worker:
         # transaction). Without a backlog, claim for whatever woke us, at once.
         refill = max(1, min(cfg.claim_batch, self.concurrency // 8))
         backlog = False
+        by_id_in_a_row = 0
         while not self._stop.is_set():
             free = self.concurrency - len(self._held)
             if free <= 0 or (backlog and free < refill):
@@ -313,14 +317,19 @@ class Worker:
             wanted = min(free, cfg.claim_batch)
             self._wake.clear()
             among: list[int] | None = None
-            if backlog or self._scan_due:
+            fair = not backlog or by_id_in_a_row < BY_ID_CLAIMS_PER_SCAN
+            if self._next_heads and not self._scan_due and fair:
+                # The heads the ack batches reported: claimed by id, a probe each, instead of
+                # a scan that walks past every delivery in flight and every one behind them.
+                # (A scan, every few claims, still hands out the oldest heads of other
+                # threads first, so a backlog of busy threads cannot starve new ones.)
+                among, self._next_heads = self._next_heads[:wanted], self._next_heads[wanted:]
+                by_id_in_a_row += 1
+            else:
                 # A scan finds every head, the reported ones included.
                 self._scan_due = False
                 self._next_heads.clear()
-            else:
-                # The heads the ack batches reported: claimed by id, a probe each, instead of
-                # a scan that walks past every delivery in flight and every one behind them.
-                among, self._next_heads = self._next_heads[:wanted], self._next_heads[wanted:]
+                by_id_in_a_row = 0
             try:
                 claimed = await self.store.run(
                     tr.claim(self.worker_id, channels, wanted, cfg.lease_seconds, among)
