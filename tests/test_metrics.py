@@ -22,7 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import relaybox
 from _harness import WorkerProcess
-from relaybox.observability.metrics import MetricsListener, MetricsServer
+from relaybox.errors import ConfigError
+from relaybox.observability.metrics import MetricsListener
+from relaybox.observability.metrics_http import MetricsEndpoint
 from relaybox.store.base import Store, Tx
 from relaybox.testing.loopback import LoopbackReceiver
 
@@ -213,48 +215,102 @@ def test_an_unknown_log_format_is_a_one_line_error(sqlite_url: str, tmp_path: Pa
     ]
 
 
-def test_scrapes_within_the_cache_interval_share_one_rendering() -> None:
+async def _endpoint(cache_seconds: float) -> tuple[MetricsEndpoint, asyncio.Task[None]]:
+    endpoint = MetricsEndpoint(CollectorRegistry(), 0, "127.0.0.1", cache_seconds)
+    return endpoint, asyncio.create_task(endpoint.serve())
+
+
+async def _scrape(client: httpx.AsyncClient, url: str, **headers: str) -> Samples:
+    response = await client.get(url, headers=headers)
+    assert response.status_code == 200
+    samples: Samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+async def test_scrapes_within_the_cache_interval_share_one_rendering() -> None:
     """A scraper polling every 100 ms costs the worker one render per cache interval."""
-    registry = CollectorRegistry()
-    listener = MetricsListener(registry)
-    server = MetricsServer(registry, 0, "127.0.0.1", cache_seconds=0.5)
+    endpoint, task = await _endpoint(0.5)
+    listener = MetricsListener(endpoint.registry)
+    url = endpoint.url
     try:
-        listener.audit_fallback()
-        first = scrape(server.url)
-        assert value(first, "relaybox_audit_fallbacks_total") == 1
-        listener.audit_fallback()
-        # Within the interval: the same rendering (the second fallback is not in it yet).
-        again = scrape(server.url)
-        assert value(again, "relaybox_audit_fallbacks_total") == 1
-        assert server.app.renders == 1
-        # httpx asks for gzip. A scraper that does not, or that asks for OpenMetrics, gets its
-        # own rendering, not the bytes another scraper was served.
-        plain = httpx.get(server.url, headers={"Accept-Encoding": "identity"}, timeout=10)
-        assert "Content-Encoding" not in plain.headers
-        assert "relaybox_audit_fallbacks_total 2.0" in plain.text
-        om = httpx.get(
-            server.url, headers={"Accept": "application/openmetrics-text; version=1.0.0"}
-        )
-        assert om.headers["Content-Type"].startswith("application/openmetrics-text")
-        assert om.text.rstrip().endswith("# EOF")
-        assert server.app.renders == 3
-        time.sleep(0.6)
-        fresh = scrape(server.url)
-        assert value(fresh, "relaybox_audit_fallbacks_total") == 2
-        assert server.app.renders == 4
-        # Not GET: answered by prometheus-client itself, never cached.
-        assert httpx.post(server.url, timeout=10).status_code == 405
-    finally:
-        server.close()
-
-
-def test_with_no_cache_every_scrape_renders() -> None:
-    registry = CollectorRegistry()
-    listener = MetricsListener(registry)
-    server = MetricsServer(registry, 0, "127.0.0.1", cache_seconds=0)
-    try:
-        for n in (1, 2, 3):
+        async with httpx.AsyncClient(timeout=10) as client:
             listener.audit_fallback()
-            assert value(scrape(server.url), "relaybox_audit_fallbacks_total") == n
+            first = await _scrape(client, url)
+            assert value(first, "relaybox_audit_fallbacks_total") == 1
+            listener.audit_fallback()
+            # Within the interval: the same rendering (the second fallback is not in it yet).
+            again = await _scrape(client, url)
+            assert value(again, "relaybox_audit_fallbacks_total") == 1
+            assert (endpoint.renders, endpoint.scrapes) == (1, 2)
+            # httpx asks for gzip. A scraper that does not, or that asks for OpenMetrics, gets
+            # its own rendering, not the bytes another scraper was served.
+            plain = await client.get(url, headers={"Accept-Encoding": "identity"})
+            assert "Content-Encoding" not in plain.headers
+            assert "relaybox_audit_fallbacks_total 2.0" in plain.text
+            om = await client.get(
+                url, headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+            )
+            assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+            assert om.text.rstrip().endswith("# EOF")
+            assert endpoint.renders == 3
+            await asyncio.sleep(0.6)
+            fresh = await _scrape(client, url)
+            assert value(fresh, "relaybox_audit_fallbacks_total") == 2
+            assert endpoint.renders == 4
+            head = await client.head(url)
+            assert head.status_code == 200 and head.content == b""
+            assert int(head.headers["Content-Length"]) > 0
     finally:
-        server.close()
+        task.cancel()
+        endpoint.close()
+
+
+async def test_with_no_cache_every_scrape_renders() -> None:
+    endpoint, task = await _endpoint(0)
+    listener = MetricsListener(endpoint.registry)
+    try:
+        async with httpx.AsyncClient(timeout=10) as client:
+            for n in (1, 2, 3):
+                listener.audit_fallback()
+                samples = await _scrape(client, endpoint.url)
+                assert value(samples, "relaybox_audit_fallbacks_total") == n
+    finally:
+        task.cancel()
+        endpoint.close()
+
+
+async def test_bad_requests_get_an_answer_and_the_endpoint_keeps_serving() -> None:
+    endpoint, task = await _endpoint(1.0)
+    try:
+        # Not HTTP at all: a 400, then the connection is closed.
+        reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+        writer.write(b"\x16\x03\x01 not http\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+        assert answer.startswith(b"HTTP/1.1 400 ")
+        writer.close()
+        # A client that connects and says nothing does not block others.
+        _idle_reader, idle = await asyncio.open_connection("127.0.0.1", endpoint.port)
+        async with httpx.AsyncClient(timeout=10) as client:
+            post = await client.post(endpoint.url, content=b"x" * 100_000)
+            assert post.status_code == 405 and post.headers["Allow"] == "GET, HEAD"
+            assert (await client.get(endpoint.url)).status_code == 200
+            assert (
+                await client.get(endpoint.url.replace("/metrics", "/favicon.ico"))
+            ).status_code == 204
+        idle.close()
+    finally:
+        task.cancel()
+        endpoint.close()
+
+
+def test_a_busy_port_is_a_config_error_naming_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            MetricsEndpoint(CollectorRegistry(), port, "127.0.0.1")

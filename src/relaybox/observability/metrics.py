@@ -7,26 +7,23 @@ worker id. docs/observability.md lists every metric.
 
 The store gauges (queue depth by channel and status, oldest queued age, live workers, paused
 channels) are read by a periodic job (:class:`StoreGauges` via ``worker/gauges.py``), not by
-the scrape: a scrape serves the last snapshot, so scraping often costs the store nothing.
+the scrape: a scrape serves the last snapshot, so scraping often costs the store nothing. The
+HTTP side is ``metrics_http.py`` (on the worker's event loop).
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import ThreadingWSGIServer, gzip_accepted
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from relaybox.errors import ConfigError
 from relaybox.models import Delivery, Part
 from relaybox.observability.events import Listener
 
@@ -265,93 +262,6 @@ def _families(s: GaugeSnapshot) -> Iterator[Metric]:
         "When the store gauges above were last read (Unix time; 0 before the first read).",
         value=s.refreshed_at or 0.0,
     )
-
-
-class CachedExposition:
-    """A WSGI app: prometheus-client's ``/metrics`` app, rendered at most once per ``seconds``.
-
-    Rendering holds the GIL for about a millisecond per scrape, time the worker's event loop
-    waits for. Scrapes within ``seconds`` of the last render of the same format get the same
-    bytes, so a scraper polling every 100 ms costs the worker one render per ``seconds``
-    (docs/observability.md, "Does scraping slow the worker?"). 0 renders every scrape.
-    """
-
-    _MAX_FORMATS = 8  # (Accept, gzip, query) variants kept; real scrapers use one or two
-
-    def __init__(self, registry: CollectorRegistry, seconds: float) -> None:
-        self._render = make_wsgi_app(registry)
-        self.seconds = seconds
-        self._lock = threading.Lock()
-        self._cache: dict[tuple[str, ...], tuple[float, str, list[tuple[str, str]], bytes]] = {}
-        self.renders = 0
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        if self.seconds <= 0 or environ.get("REQUEST_METHOD") != "GET":
-            return list(self._render(environ, start_response))
-        key = (
-            str(environ.get("PATH_INFO", "")),
-            str(environ.get("QUERY_STRING", "")),
-            str(environ.get("HTTP_ACCEPT", "")),
-            "gzip" if gzip_accepted(str(environ.get("HTTP_ACCEPT_ENCODING", ""))) else "",
-        )
-        with self._lock:  # one render at a time; concurrent scrapes share it
-            hit = self._cache.get(key)
-            now = time.monotonic()
-            if hit is None or now - hit[0] >= self.seconds:
-                captured: list[Any] = []
-
-                def capture(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
-                    captured[:] = [status, headers]
-
-                body = b"".join(self._render(environ, capture))
-                self.renders += 1
-                if len(self._cache) >= self._MAX_FORMATS:
-                    self._cache.clear()
-                hit = self._cache[key] = (now, captured[0], captured[1], body)
-        start_response(hit[1], list(hit[2]))
-        return [hit[3]]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes are not worth a log line each."""
-
-
-class MetricsServer:
-    """``/metrics`` over HTTP on a background thread (a WSGI server, one thread per scrape)."""
-
-    def __init__(
-        self, registry: CollectorRegistry, port: int, host: str, cache_seconds: float = 0.0
-    ) -> None:
-        self.registry = registry
-        self.app = CachedExposition(registry, cache_seconds)
-
-        class Server(ThreadingWSGIServer):
-            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-        try:
-            server = make_server(host, port, self.app, Server, handler_class=_QuietHandler)
-        except OSError as error:
-            raise ConfigError(
-                f"cannot serve metrics on {host}:{port}: {error.strerror or error}"
-            ) from None
-        self._server: WSGIServer = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, name="relaybox-metrics", daemon=True
-        )
-        self._thread.start()
-        self.host = host
-        self.port = int(server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
 
 
 class ServiceCollector(Collector):

@@ -14,13 +14,10 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from relaybox.observability.metrics import (
-    MetricsListener,
-    MetricsServer,
-    ServiceCollector,
-    StoreGauges,
-)
+from relaybox.observability.metrics import MetricsListener, ServiceCollector, StoreGauges
+from relaybox.observability.metrics_http import MetricsEndpoint
 from relaybox.worker.gauges import gauges_service
+from relaybox.worker.service import Service
 from relaybox.worker.worker import Worker
 
 
@@ -30,7 +27,7 @@ class WorkerMetrics:
         self.listener = MetricsListener(self.registry)
         self.gauges = StoreGauges()
         self.registry.register(self.gauges)
-        self.server: MetricsServer | None = None
+        self.server: MetricsEndpoint | None = None
         self._detach_store: Callable[[], None] | None = None
 
     @classmethod
@@ -39,7 +36,7 @@ class WorkerMetrics:
 
         ``cache_seconds``: render at most this often (``[worker] metrics_cache_seconds``)."""
         metrics = cls()
-        metrics.server = MetricsServer(metrics.registry, port, host, cache_seconds)
+        metrics.server = MetricsEndpoint(metrics.registry, port, host, cache_seconds)
         return metrics
 
     @property
@@ -47,9 +44,11 @@ class WorkerMetrics:
         return None if self.server is None else self.server.url
 
     def attach(self, worker: Worker) -> None:
-        """Refresh the store gauges while ``worker`` runs; report its services' health and
-        the size of its store's group commits."""
+        """Answer scrapes and refresh the store gauges while ``worker`` runs; report its
+        services' health and the size of its store's group commits."""
         cfg = worker.config.worker
+        if self.server is not None:
+            worker.services.add(Service("metrics_http", self.server.serve, every=None))
         worker.services.add(
             gauges_service(
                 worker.store,
