@@ -148,7 +148,7 @@ def main() -> int:
             memory_merges.measure(k, runs=args.runs) for k in ("sqlite", "postgres")
         ],
         "metrics_scrape": lambda: [
-            metrics_scrape.measure(k, args.runs) for k in ("sqlite", "postgres")
+            metrics_scrape.measure(k, max(args.runs, 5)) for k in ("sqlite", "postgres")
         ],
     }
     for name in STEPS:

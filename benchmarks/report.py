@@ -251,7 +251,11 @@ def markdown(results: dict[str, Any]) -> str:
             "## 9. Watching a worker: ack cycle with and without /metrics scraped every 100 ms",
             "",
             f"{ms[0]['replies']:,} 4-part replies drained by one worker (noop transport), "
-            f"{ms[0]['runs']} alternating runs each side; medians.",
+            f"{ms[0]['runs']} alternating runs each side; medians. Baseline: the worker without "
+            "metrics while the same scraper polls a decoy page of the benchmark process (the "
+            "scraping's own CPU on a 2-core machine hits both sides); scraped: the worker "
+            "serving /metrics, store gauges every "
+            f"{ms[0]['gauge_refresh_seconds']:g} s.",
             "",
             "| store | p50 ms (baseline / scraped) | p99 ms (baseline / scraped) | p99 ratio "
             "| parts/s (baseline / scraped) | scrapes (errors) |",
