@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -240,3 +241,30 @@ def test_bad_log_options_are_one_line_errors(fmt: str, level: str, message: str)
     with pytest.raises(ConfigError) as caught:
         configure_logging(fmt, level)
     assert str(caught.value) == message
+
+
+def test_the_default_handler_follows_sys_stderr_when_it_is_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An in-process CLI run swaps sys.stderr and closes the old one; later lines must not
+    turn into "--- Logging error ---" reports in someone else's output."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    try:
+        configure_logging("text", "info")
+        logging.getLogger("relaybox.test").info("to the first stream")
+        assert "to the first stream" in first.getvalue()
+        first.close()
+        second = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", second)
+        logging.getLogger("relaybox.test").info("to the second stream")
+        assert "to the second stream" in second.getvalue()
+        assert "Logging error" not in second.getvalue()
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])

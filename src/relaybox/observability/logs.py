@@ -77,6 +77,24 @@ def _text_value(value: object) -> str:
     return text
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted, not the one it was made
+    with: in-process runs of the CLI (tests, embedding) swap sys.stderr and close the old one,
+    and a handler holding the closed stream turned every later log line into a
+    "--- Logging error ---" report in someone else's output."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        """The stream is always the current sys.stderr."""
+
+
 def configure_logging(log_format: str, level: str, *, stream: Any = None) -> None:
     """Send relaybox's logs to stderr as ``text`` or ``json`` at ``level``.
 
@@ -88,7 +106,9 @@ def configure_logging(log_format: str, level: str, *, stream: Any = None) -> Non
         )
     if level not in LOG_LEVELS:
         raise ConfigError(f"unknown log level {level!r}; choose one of: {', '.join(LOG_LEVELS)}")
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler = (
+        logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    )
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
