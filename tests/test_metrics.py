@@ -314,3 +314,39 @@ def test_a_busy_port_is_a_config_error_naming_it() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
             MetricsEndpoint(CollectorRegistry(), port, "127.0.0.1")
+
+
+def test_per_part_metrics_match_what_prometheus_client_would_have_counted() -> None:
+    """The lock-free per-part counters and histograms export exactly what prometheus-client's
+    own Counter and Histogram would, bucket bounds included (a value on a bound counts in it)."""
+    import types
+
+    from prometheus_client import Counter, Histogram
+
+    ours = CollectorRegistry()
+    listener = MetricsListener(ours)
+    theirs = CollectorRegistry()
+    sent = Counter("relaybox_parts_sent", "x", ["channel", "outcome"], registry=theirs)
+    duration = Histogram(
+        "relaybox_send_duration_seconds", "x", ["channel"], registry=theirs,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    )  # fmt: skip
+    latencies = [0.0, 0.005, 0.0051, 0.3, 1.0, 29.9, 30.0, 31.0, 400.0]
+    for i, latency in enumerate(latencies):
+        channel = "sms" if i % 2 else "chat"
+        d = types.SimpleNamespace(channel=channel, created_at=time.time())
+        listener.part_sent(d, None, "surfaced", latency)  # type: ignore[arg-type]
+        sent.labels(channel, "surfaced").inc()
+        duration.labels(channel).observe(latency)
+
+    def samples(registry: CollectorRegistry, prefix: str) -> dict[tuple[str, str], float]:
+        out = {}
+        for family in registry.collect():
+            for s in family.samples:
+                if s.name.startswith(prefix) and not s.name.endswith("_created"):
+                    out[(s.name, str(sorted(s.labels.items())))] = s.value
+        return out
+
+    for prefix in ("relaybox_parts_sent", "relaybox_send_duration_seconds"):
+        mine, reference = samples(ours, prefix), samples(theirs, prefix)
+        assert mine == pytest.approx(reference) and len(mine) == len(reference) > 0
