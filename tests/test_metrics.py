@@ -31,14 +31,17 @@ from relaybox.testing.loopback import LoopbackReceiver
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape(url: str) -> Samples:
-    response = httpx.get(url, timeout=10)
+def parse(response: httpx.Response) -> Samples:
     assert response.status_code == 200
     samples: Samples = {}
     for family in text_string_to_metric_families(response.text):
         for s in family.samples:
             samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
     return samples
+
+
+def scrape(url: str) -> Samples:
+    return parse(httpx.get(url, timeout=10))
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -220,14 +223,8 @@ async def _endpoint(cache_seconds: float) -> tuple[MetricsEndpoint, asyncio.Task
     return endpoint, asyncio.create_task(endpoint.serve())
 
 
-async def _scrape(client: httpx.AsyncClient, url: str, **headers: str) -> Samples:
-    response = await client.get(url, headers=headers)
-    assert response.status_code == 200
-    samples: Samples = {}
-    for family in text_string_to_metric_families(response.text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
+async def _scrape(client: httpx.AsyncClient, url: str) -> Samples:
+    return parse(await client.get(url))
 
 
 async def test_scrapes_within_the_cache_interval_share_one_rendering() -> None:

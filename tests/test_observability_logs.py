@@ -6,6 +6,7 @@ lines are the contract a log shipper relies on, so the test reads them as JSON.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -34,18 +35,27 @@ from relaybox.transports.base import (
 from relaybox.transports.memory import MemoryTransport
 
 
+@contextlib.contextmanager
+def restored_root_logging() -> Iterator[None]:
+    """configure_logging replaces the root logger's handlers: put pytest's back afterwards."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+
+
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
     stream = io.StringIO()
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    configure_logging("json", "debug", stream=stream)
-    yield stream
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    for handler in saved[0]:
-        root.addHandler(handler)
-    root.setLevel(saved[1])
+    with restored_root_logging():
+        configure_logging("json", "debug", stream=stream)
+        yield stream
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -248,11 +258,9 @@ def test_the_default_handler_follows_sys_stderr_when_it_is_replaced(
 ) -> None:
     """An in-process CLI run swaps sys.stderr and closes the old one; later lines must not
     turn into "--- Logging error ---" reports in someone else's output."""
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
     first = io.StringIO()
     monkeypatch.setattr(sys, "stderr", first)
-    try:
+    with restored_root_logging():
         configure_logging("text", "info")
         logging.getLogger("relaybox.test").info("to the first stream")
         assert "to the first stream" in first.getvalue()
@@ -262,9 +270,3 @@ def test_the_default_handler_follows_sys_stderr_when_it_is_replaced(
         logging.getLogger("relaybox.test").info("to the second stream")
         assert "to the second stream" in second.getvalue()
         assert "Logging error" not in second.getvalue()
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
