@@ -259,6 +259,7 @@ async def test_scrapes_within_the_cache_interval_share_one_rendering() -> None:
             assert endpoint.renders == 4
             head = await client.head(url)
             assert head.status_code == 200 and head.content == b""
+            assert head.reason_phrase == "OK"
             assert int(head.headers["Content-Length"]) > 0
     finally:
         task.cancel()

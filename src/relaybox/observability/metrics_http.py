@@ -19,6 +19,7 @@ import asyncio
 import gzip
 import socket
 import time
+from http import HTTPStatus
 from typing import Any
 
 import h11
@@ -94,7 +95,11 @@ class MetricsEndpoint:
                 headers = [*headers, ("Content-Length", str(len(body)))]
                 if event.method == b"HEAD":
                     body = b""
-                writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
+                writer.write(
+                    conn.send(
+                        h11.Response(status_code=status, headers=headers, reason=_reason(status))
+                    )
+                )
                 if body:
                     writer.write(conn.send(h11.Data(data=body)))
                 writer.write(conn.send(h11.EndOfMessage()))
@@ -171,9 +176,15 @@ class MetricsEndpoint:
                 body = b"# HTTP 400: bad request\n"
                 response = h11.Response(
                     status_code=400,
+                    reason=_reason(400),
                     headers=[("Content-Type", "text/plain"), ("Connection", "close")],
                 )
                 writer.write(conn.send(response) + conn.send(h11.Data(data=body)))
                 writer.write(conn.send(h11.EndOfMessage()))
             except h11.ProtocolError:
                 return  # the state moved on meanwhile: just close
+
+
+def _reason(status: int) -> bytes:
+    """``OK``, ``Method Not Allowed``...: h11 sends an empty reason phrase unless given one."""
+    return HTTPStatus(status).phrase.encode("ascii")
