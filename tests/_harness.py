@@ -29,6 +29,23 @@ from relaybox.testing.loopback import LoopbackReceiver
 WORKER_HEADER = "x-relaybox-worker"
 
 
+def serving_process(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """``python -m relaybox <args>`` for a command that serves (``serve``, ``webhooks``), its
+    stderr merged into stdout; with the first line it printed (the banner naming its URL)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "relaybox", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline()
+
+
 def write_config(
     path: Path,
     *,

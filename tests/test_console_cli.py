@@ -8,8 +8,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
@@ -17,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from _console import seed_store
+from _harness import serving_process
 from relaybox.cli import app
 from relaybox.models import Status
 from relaybox.outbox import inspect
@@ -88,16 +87,8 @@ def test_serve_runs_as_a_process_on_postgres(pg_url: str):
     env = {**os.environ, "RELAYBOX_DB": pg_url, "PYTHONUNBUFFERED": "1"}
     for key in [k for k in env if k.startswith("RELAYBOX_CONSOLE_")]:
         del env[key]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "relaybox", "serve", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
+    process, line = serving_process("serve", "--port", "0", env=env)
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
         found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         assert found, line
         base = f"http://127.0.0.1:{found.group(1)}"

@@ -223,17 +223,9 @@ def _delivery() -> Delivery:
 
 def test_text_format_is_one_line_with_key_values() -> None:
     stream = io.StringIO()
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-    try:
+    with restored_root_logging():
         configure_logging("text", "info", stream=stream)
         LogListener("w-1").gave_up(_delivery(), Part(0, "g", "b"), 'permanent: "bad" user')
-    finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved[0]:
-            root.addHandler(handler)
-        root.setLevel(saved[1])
     (line,) = stream.getvalue().splitlines()
     assert " WARNING " in line and "delivery 7 failed" in line
     assert "delivery_id=7 part_index=0 parts=1 thread=t channel=mem correlation_id=c" in line

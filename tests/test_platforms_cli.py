@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 import relaybox
+from _harness import serving_process
 from relaybox.inbound.query import list_inbound
 
 HANDLER = """
@@ -66,28 +67,11 @@ def test_webhooks_command_serves_the_inbound_app(store_url: str, tmp_path: Path)
         "webhooks", "--handler", "mybot:handle", "--channel", "mem", cwd=tmp_path, env=env
     )
     assert no_inbound.returncode == 1 and "has no inbound webhook" in no_inbound.stderr
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "relaybox",
-            "--db",
-            store_url,
-            "webhooks",
-            "--handler",
-            "mybot:handle",
-            "--port",
-            "0",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process, line = serving_process(
+        "--db", store_url, "webhooks", "--handler", "mybot:handle", "--port", "0",
+        cwd=tmp_path, env=env,
+    )  # fmt: skip
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+) \(/tg\)", line)
         assert match, line
         update = {"update_id": 5, "message": {"chat": {"id": 77}, "from": {"id": 77}, "text": "hi"}}
@@ -134,17 +118,9 @@ def test_serve_mounts_the_inbound_app_outside_the_login(store_url: str, tmp_path
     assert bad.returncode == 1 and bad.stderr.startswith("error: turn handler"), bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
     command = ["--db", store_url, "serve", "--port", "0", "--handler", "mybot:handle"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "relaybox", *command],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process, line = serving_process(*command, cwd=tmp_path, env=env)
     try:
         assert process.stdout is not None
-        line = process.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/ \(login required\)", line)
         assert match, line
         assert "/inbound/tg" in process.stdout.readline()
