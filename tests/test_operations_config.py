@@ -42,7 +42,10 @@ def test_defaults_and_overrides():
         ({"worker": {"otel_exporter": "jaeger"}}, "worker.otel_exporter must be one of none,"),
         ({"worker": {"otel_exporter": 1}}, "worker.otel_exporter must be one of none, otlp,"),
         ({"worker": {"metrics_cache_seconds": -1}}, "worker.metrics_cache_seconds must be 0 or"),
-        ({"worker": {"metrics_cache_seconds": "1s"}}, "worker.metrics_cache_seconds must be a n"),
+        (
+            {"worker": {"metrics_cache_seconds": "1s"}},
+            "worker.metrics_cache_seconds must be a number",
+        ),
     ],
 )
 def test_bad_values_are_rejected_with_the_key(data: dict[str, object], message: str):
