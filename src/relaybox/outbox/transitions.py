@@ -217,7 +217,13 @@ def record_sent_many(sent: list[SentPart]) -> Unit[AcksRecorded]:
                 moved.add(int(r["id"]))
                 if r["next_id"] is not None:
                     next_heads.append(int(r["next_id"]))
-            return AcksRecorded([s.lease.delivery_id in moved for s in sent], next_heads)
+            results = [s.lease.delivery_id in moved for s in sent]
+            lost = [
+                _attempt_params(s, False) for s, ok in zip(sent, results, strict=True) if not ok
+            ]
+            if lost:  # the statement wrote the attempts of the moved cursors only
+                tx.execute_many("insert_attempt", lost)
+            return AcksRecorded(results, next_heads)
         results = [_advance_cursor(tx, s, now) for s in sent]
         tx.execute_many(
             "insert_attempt",
@@ -247,7 +253,7 @@ def _advance_cursor(tx: Tx, s: SentPart, now: float) -> bool:
     return tx.execute("advance_cursor", params) == 1
 
 
-_LEASE_LOST = "lease lost: cursor not advanced"  # also in postgres/outbox.sql record_sent_batch
+_LEASE_LOST = "lease lost: cursor not advanced"
 
 
 def _attempt_params(s: SentPart, moved: bool) -> dict[str, Any]:

@@ -206,11 +206,16 @@ ORDER BY delivery_id, part_index;
 
 -- name: renew_leases
 -- Extend many leases in one statement; :leases is a JSON array of [id, epoch] pairs. Returns
--- the deliveries whose lease is still this worker's.
+-- the deliveries whose lease is still this worker's. Only join conditions, as in
+-- record_sent_batch (the expected status comes with each lease), so that statistics saying few
+-- rows are 'sending' never make the planner start from those rows.
+-- (MATERIALIZED keeps the planner from folding the constant back into a condition of its own.)
+WITH l AS MATERIALIZED (
+    SELECT (v ->> 0)::bigint AS id, (v ->> 1)::integer AS epoch, 'sending' AS sending
+    FROM jsonb_array_elements(:leases::jsonb) AS v)
 UPDATE deliveries d SET lease_expires_at = :lease_until
-FROM (SELECT (v ->> 0)::bigint AS id, (v ->> 1)::integer AS epoch
-      FROM jsonb_array_elements(:leases::jsonb) AS v) AS l
-WHERE d.id = l.id AND d.lease_epoch = l.epoch AND d.status = 'sending'
+FROM l
+WHERE d.id = l.id AND d.lease_epoch = l.epoch AND d.status = l.sending
 RETURNING d.id;
 
 -- name: mark_send_started
@@ -222,11 +227,15 @@ WHERE id = :id AND lease_epoch = :epoch AND status = 'sending' AND start_index =
 -- every worker write) and append the attempt row, all in one round trip. The attempt row is
 -- the part's only record of its outcome (delivery_parts is not written after enqueue). The
 -- acks come as parallel arrays, one element per ack and at most one ack per delivery (unnest
--- reads them without parsing text). An ack whose lease moved on changes no cursor; its attempt
--- is still written (the send happened), marked "lease lost". Returns the deliveries whose
--- cursor moved and, for each one this ack delivered, the next queued delivery of its thread
--- (next_id: now the thread's head, which the worker claims without a scan).
-WITH ack AS (
+-- reads them without parsing text). Returns the deliveries whose cursor moved and, for each
+-- one this ack delivered, the next queued delivery of its thread (next_id: now the thread's
+-- head, which the worker claims without a scan). An ack whose lease moved on changes no cursor
+-- and is not returned; its attempt row (the send happened) is written by the caller, in the
+-- same transaction, marked "lease lost" (outbox/transitions.py record_sent_many): that rare
+-- case is not worth a join of acks with moved rows in every batch, which the planner, sure
+-- from its estimates that both are tiny, may run as a nested loop of every ack with every row.
+-- MATERIALIZED: the constant 'sending' stays a column of ack (see below).
+WITH ack AS MATERIALIZED (
     SELECT *
     FROM unnest(:ids::bigint[], :epochs::integer[], :part_indexes::integer[],
                 :attempts::integer[], :outcomes::text[], :message_ids::text[], :guids::text[],
@@ -234,6 +243,7 @@ WITH ack AS (
                 :latency_ms::double precision[], :errors::text[], :correlation_ids::text[])
       AS a(id, epoch, part_index, attempt, outcome, transport_message_id, guid, worker_id,
            started_at, latency_ms, error, correlation_id)
+      CROSS JOIN (VALUES ('sending')) AS fence(sending)  -- the status an acked delivery has
 ), moved AS (
     UPDATE deliveries d
     SET start_index = ack.part_index + 1,
@@ -248,23 +258,30 @@ WITH ack AS (
         last_error = NULL,
         updated_at = :now
     FROM ack
-    WHERE d.id = ack.id AND d.lease_epoch = ack.epoch
-      AND d.status = 'sending' AND d.start_index = ack.part_index
+    -- Only join conditions here, no condition on deliveries alone: the plan is then driven by
+    -- the acks (a primary-key probe each, or a hash of a small table), never by the 'sending'
+    -- rows. With `d.status = 'sending'` written as a condition of its own, statistics taken
+    -- while few rows were 'sending' (an ANALYZE, by hand or by autovacuum, right after a burst
+    -- of enqueues) made the planner start from the rows it expected to be few: a nested loop
+    -- that compared every ack with every delivery in flight, 1.7 s for one batch of 672 acks
+    -- with 3,488 in flight instead of 2-7 ms (tests/test_postgres_plans.py).
+    WHERE d.id = ack.id AND d.lease_epoch = ack.epoch AND d.start_index = ack.part_index
+      AND d.status = ack.sending
     RETURNING d.id,
         CASE WHEN ack.part_index + 1 >= d.part_count THEN (
             SELECT min(e.id) FROM deliveries e
             WHERE e.channel = d.channel AND e.thread_id = d.thread_id
               AND e.status = 'queued' AND e.id > d.id)
-        END AS next_id
+        END AS next_id,
+        ack.attempt, ack.part_index, ack.guid, ack.worker_id, ack.started_at, ack.latency_ms,
+        ack.outcome, ack.error, ack.transport_message_id, ack.correlation_id
 ), logged AS (
     INSERT INTO delivery_attempts (
         delivery_id, attempt, part_index, guid, worker_id, started_at, latency_ms,
         outcome, error, transport_message_id, correlation_id)
-    SELECT ack.id, ack.attempt, ack.part_index, ack.guid, ack.worker_id, ack.started_at,
-           ack.latency_ms, ack.outcome,
-           CASE WHEN moved.id IS NULL THEN 'lease lost: cursor not advanced' ELSE ack.error END,
-           ack.transport_message_id, ack.correlation_id
-    FROM ack LEFT JOIN moved ON moved.id = ack.id
+    SELECT id, attempt, part_index, guid, worker_id, started_at, latency_ms,
+           outcome, error, transport_message_id, correlation_id
+    FROM moved
 )
 SELECT id, next_id FROM moved;
 

@@ -1,0 +1,149 @@
+"""Plans of the worker's hot statements stay linear whatever the planner statistics say.
+
+Statistics are a snapshot: an ANALYZE (by hand, or autovacuum's) right after a burst of
+enqueues records that almost no delivery is 'sending'. A statement that lets the planner start
+from "the few 'sending' rows" then compares every acknowledgement with every delivery in
+flight (seen in the throughput benchmark: 1.7 s for one ack batch of 672 with 3,488 in
+flight). These tests take exactly that snapshot, put hundreds of deliveries in flight and read
+the executed plans, generic (a prepared statement after warm-up) and custom, with the planner
+free to choose and with joins limited to nested loops (which plan the planner picks from two
+that it estimates alike is a coin toss; in the benchmark it was the nested loop): no plan node
+may produce more rows, over all its loops, than a few times the table and the batch together.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from _outbox_helpers import fast_config
+from relaybox.models import Delivery
+from relaybox.outbox import transitions as tr
+from relaybox.outbox.enqueue import EnqueueUnit, build_request
+from relaybox.store import Store, open_store
+from relaybox.store.queries import query_texts
+
+CHANNEL = fast_config().channel("mem")
+REPLIES = 1200  # one per thread
+IN_FLIGHT = 900
+ACKED = 600
+_PARAM = re.compile(r"(?<![:\w]):([a-zA-Z_]\w*)")
+
+
+@pytest.fixture
+def stale_store(pg_url: str) -> Iterator[tuple[Store, list[Delivery]]]:
+    """Statistics taken while nothing was in flight; then IN_FLIGHT deliveries claimed."""
+    store = open_store(pg_url)
+    try:
+        units = [
+            EnqueueUnit(
+                build_request(
+                    CHANNEL, thread_id=f"t{i}", recipient="u", parts=["a", "b"], reply_key=f"k{i}"
+                )
+            )
+            for i in range(REPLIES)
+        ]
+        store.run_sync(lambda tx: [unit(tx) for unit in units])
+        store.run_sync(lambda tx: tx.execute_script("ANALYZE deliveries"))
+        claimed: list[Delivery] = []
+        while len(claimed) < IN_FLIGHT:
+            claimed += store.run_sync(tr.claim("w", ["mem"], 500, lease_seconds=60))
+        yield store, claimed
+    finally:
+        store.close()
+
+
+MODES = [
+    ("force_generic_plan", True),
+    ("force_custom_plan", True),
+    ("force_generic_plan", False),
+    ("force_custom_plan", False),
+]
+
+
+def _executed_plan(
+    url: str, name: str, params: dict[str, Any], mode: tuple[str, bool]
+) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of query ``name`` as a prepared statement, in ``plan_cache_mode``
+    ``mode[0]``, with hash and merge joins allowed (``mode[1]``) or only nested loops."""
+    text = query_texts("postgres")[name][1]
+    order: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        if match.group(1) not in order:
+            order.append(match.group(1))
+        return f"${order.index(match.group(1)) + 1}"
+
+    prepared = _PARAM.sub(placeholder, text)
+    args = sql.SQL(", ").join(sql.Literal(params[p]) for p in order)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"SET plan_cache_mode = {mode[0]}")
+        if not mode[1]:
+            conn.execute("SET enable_hashjoin = off")
+            conn.execute("SET enable_mergejoin = off")
+        conn.execute("BEGIN")
+        conn.execute(sql.SQL("PREPARE hot AS {}").format(sql.SQL(prepared)))
+        explain = sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE hot({})").format(args)
+        row = conn.execute(explain).fetchone()
+        conn.execute("ROLLBACK")
+    assert row is not None
+    plan = row[0] if not isinstance(row[0], str) else json.loads(row[0])
+    return dict(plan[0]["Plan"])
+
+
+def _largest_output(node: dict[str, Any]) -> tuple[float, str]:
+    """The plan node producing the most rows over all its loops, and its description."""
+    own = float(node.get("Actual Rows", 0)) * float(node.get("Actual Loops", 1))
+    best = (own, f"{node['Node Type']} {node.get('Relation Name', '')}".strip())
+    for child in node.get("Plans", []):
+        best = max(best, _largest_output(child))
+    return best
+
+
+def _ack_params(claimed: list[Delivery]) -> dict[str, Any]:
+    now = time.time()
+    sent = [
+        tr.SentPart(
+            tr.Lease(d.id, d.lease_epoch),
+            0,
+            "surfaced",
+            None,
+            tr.AttemptRecord(d.id, d.attempts, "w", now, "surfaced", d.correlation_id, 0),
+            last=False,
+        )
+        for d in claimed[:ACKED]
+    ]
+    return tr._ack_arrays(sent, now)
+
+
+@pytest.mark.parametrize(
+    "mode", MODES, ids=["generic", "custom", "generic-nestloop", "custom-nestloop"]
+)
+def test_ack_batch_plan_is_driven_by_the_acks(
+    pg_url: str, stale_store: tuple[Store, list[Delivery]], mode: tuple[str, bool]
+) -> None:
+    _store, claimed = stale_store
+    plan = _executed_plan(pg_url, "record_sent_batch", _ack_params(claimed), mode)
+    rows, where = _largest_output(plan)
+    assert rows <= 3 * (REPLIES + ACKED), f"{where} produced {rows:,.0f} rows ({mode})"
+
+
+@pytest.mark.parametrize(
+    "mode", MODES, ids=["generic", "custom", "generic-nestloop", "custom-nestloop"]
+)
+def test_lease_renewal_plan_is_driven_by_the_leases(
+    pg_url: str, stale_store: tuple[Store, list[Delivery]], mode: tuple[str, bool]
+) -> None:
+    _store, claimed = stale_store
+    leases = json.dumps([[d.id, d.lease_epoch] for d in claimed])
+    params = {"leases": leases, "lease_until": time.time() + 60}
+    plan = _executed_plan(pg_url, "renew_leases", params, mode)
+    rows, where = _largest_output(plan)
+    assert rows <= 3 * (REPLIES + IN_FLIGHT), f"{where} produced {rows:,.0f} rows ({mode})"
