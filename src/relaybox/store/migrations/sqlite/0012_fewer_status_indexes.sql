@@ -1,0 +1,4 @@
+-- PostgreSQL's 0012 drops deliveries_status_created (redundant with deliveries_status_id, and a
+-- cost on each claim and final status change there). SQLite keeps it: its writes are in process
+-- (an index entry costs far less than a round of PostgreSQL's WAL), and its query plans were
+-- measured with it. This step records the version so both stores' schema versions stay in step.
