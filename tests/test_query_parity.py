@@ -24,6 +24,9 @@ POSTGRES_ONLY = {
     "record_sent_batch": "one-statement batch of acks (SQLite: advance_cursor per part)",
     "insert_deliveries": "bulk enqueue in one statement (SQLite: insert_delivery per reply)",
     "insert_parts": "bulk part insert in one statement (SQLite: insert_part per part)",
+    # SQLite's claimable_heads names its index instead (INDEXED BY deliveries_ready).
+    "claim_scan_in_index_order": "planner setting around the claim's scan",
+    "claim_scan_planner_defaults": "resets claim_scan_in_index_order",
 }
 
 _PARAM = re.compile(r"(?<![:\w]):([a-zA-Z_]\w*)")

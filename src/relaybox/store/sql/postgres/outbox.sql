@@ -142,6 +142,19 @@ FROM (
 WHERE pg_try_advisory_xact_lock(1919251576, hashtext(head.channel || '/' || head.thread_id))
 LIMIT :limit;
 
+-- name: claim_scan_in_index_order
+-- Run before claimable_heads (outbox/transitions.py _scan_for_heads), reset right after by
+-- claim_scan_planner_defaults. The scan must walk deliveries_ready in claim order and stop at
+-- its limit; the planner, which cannot see that limit past the thread locks (the fence above),
+-- sometimes estimates a bitmap scan of every active delivery plus a sort as cheaper. After a
+-- few thousand replies (their dead index entries stay until a vacuum) that was a bitmap over
+-- 83,000 entries and a sort of 4,000 heads on every claim: 26 ms against 1.6 ms for the walk
+-- (tests/test_postgres_plans.py). SET LOCAL ends with the transaction, or the unit's savepoint.
+SET LOCAL enable_bitmapscan = off;
+
+-- name: claim_scan_planner_defaults
+SET LOCAL enable_bitmapscan TO DEFAULT;
+
 -- name: claimable_heads_among
 -- Claim, step 1 of 2, among the given candidate ids instead of a scan: the deliveries that
 -- became their thread's head when this worker delivered the one before (record_sent_batch
