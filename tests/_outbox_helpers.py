@@ -9,6 +9,8 @@ from typing import Any
 
 import relaybox
 from relaybox.config import Config, parse_config
+from relaybox.models import Delivery
+from relaybox.outbox import transitions as tr
 from relaybox.transports.base import Transport
 
 
@@ -72,3 +74,12 @@ def status_is(rb: relaybox.Relaybox, delivery_id: int, *statuses: str) -> Callab
         return str((await rb.delivery(delivery_id)).status) in statuses
 
     return check
+
+
+def acked_part(d: Delivery, index: int, *, last: bool, worker: str = "w") -> tr.SentPart:
+    """Part ``index`` of claimed delivery ``d`` as the transport acknowledged it ("surfaced")."""
+    attempt = tr.AttemptRecord(
+        d.id, d.attempts, worker, time.time(), "surfaced", d.correlation_id,
+        part_index=index, guid=d.parts[index - d.start_index].guid,
+    )  # fmt: skip
+    return tr.SentPart(tr.Lease(d.id, d.lease_epoch), index, "surfaced", f"m{index}", attempt, last)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
 import relaybox
-from _outbox_helpers import fast_config
+from _outbox_helpers import acked_part, fast_config
 from relaybox.models import Status
 from relaybox.outbox import transitions as tr
 from relaybox.worker.acks import AckBatcher
@@ -28,14 +27,6 @@ async def _enqueue(rb: relaybox.Relaybox, thread: str, parts: int) -> None:
     await rb.enqueue(channel="mem", thread_id=thread, recipient="r", parts=texts)
 
 
-def _sent(d, index: int, *, last: bool, worker: str = "w") -> tr.SentPart:  # type: ignore[no-untyped-def]
-    attempt = tr.AttemptRecord(
-        d.id, d.attempts, worker, time.time(), "surfaced", d.correlation_id,
-        part_index=index, guid=d.parts[index - d.start_index].guid,
-    )  # fmt: skip
-    return tr.SentPart(tr.Lease(d.id, d.lease_epoch), index, "surfaced", f"m{index}", attempt, last)
-
-
 async def test_results_match_single_writes(rb: relaybox.Relaybox):
     await _enqueue(rb, "a", 3)
     await _enqueue(rb, "b", 1)
@@ -44,11 +35,11 @@ async def test_results_match_single_writes(rb: relaybox.Relaybox):
         await rb.store.run(tr.claim("w", ["mem"], 10, lease_seconds=30)), key=lambda d: d.thread_id
     )
     stale_c = tr.SentPart(
-        tr.Lease(c.id, c.lease_epoch - 1), 0, "surfaced", None, _sent(c, 0, last=False).attempt
+        tr.Lease(c.id, c.lease_epoch - 1), 0, "surfaced", None, acked_part(c, 0, last=False).attempt
     )
     # a: a middle part; b: its only part, flagged wrongly as not last; c: a stale lease
     results = await rb.store.run(
-        tr.record_sent_many([_sent(a, 0, last=False), _sent(b, 0, last=False), stale_c])
+        tr.record_sent_many([acked_part(a, 0, last=False), acked_part(b, 0, last=False), stale_c])
     )
     assert results.moved == [True, True, False]
     assert results.next_heads == []  # no reply waits behind a or b
@@ -79,7 +70,7 @@ async def test_a_delivered_reply_names_its_threads_next_head_which_is_claimed_by
     assert await rb.store.run(tr.claim("w", ["mem"], 10, 30, among=[x2, x3])) == []
     assert await rb.store.run(tr.claim("w", ["mem"], 10, 30, among=[])) == []
     done = await rb.store.run(
-        tr.record_sent_many([_sent(x1, 0, last=True), _sent(y1, 0, last=True)])
+        tr.record_sent_many([acked_part(x1, 0, last=True), acked_part(y1, 0, last=True)])
     )
     assert done.moved == [True, True]
     assert done.next_heads == [x2]  # y had nothing queued behind y1
@@ -93,7 +84,7 @@ async def test_one_part_per_delivery_per_batch(rb: relaybox.Relaybox):
     await _enqueue(rb, "a", 2)
     [a] = await rb.store.run(tr.claim("w", ["mem"], 10, lease_seconds=30))
     with pytest.raises(ValueError, match="at most one part per delivery"):
-        tr.record_sent_many([_sent(a, 0, last=False), _sent(a, 0, last=False)])
+        tr.record_sent_many([acked_part(a, 0, last=False), acked_part(a, 0, last=False)])
 
 
 async def test_batcher_settles_every_waiter_with_its_own_result(rb: relaybox.Relaybox):
@@ -105,18 +96,18 @@ async def test_batcher_settles_every_waiter_with_its_own_result(rb: relaybox.Rel
     stale = claimed[0]
     stale_part = tr.SentPart(
         tr.Lease(stale.id, stale.lease_epoch + 5), 0, "surfaced", None,
-        _sent(stale, 0, last=False).attempt,
+        acked_part(stale, 0, last=False).attempt,
     )  # fmt: skip
-    first = [_sent(d, 0, last=False) for d in claimed[1:]]
+    first = [acked_part(d, 0, last=False) for d in claimed[1:]]
     # Two parts of one delivery in the same turn go out in two batches, in order.
     again = claimed[1]
     results = await asyncio.gather(
-        *(batcher.record_sent(s) for s in [stale_part, *first, _sent(again, 1, last=True)]),
+        *(batcher.record_sent(s) for s in [stale_part, *first, acked_part(again, 1, last=True)]),
     )
     assert results == [False] + [True] * 39 + [True]
     assert (await rb.delivery(again.id)).status is Status.DELIVERED
     rest = claimed[2:]
-    second = await asyncio.gather(*(batcher.record_sent(_sent(d, 1, last=True)) for d in rest))
+    second = await asyncio.gather(*(batcher.record_sent(acked_part(d, 1, last=True)) for d in rest))
     assert all(second)
     for d in rest:
         assert (await rb.delivery(d.id)).status is Status.DELIVERED
@@ -131,7 +122,7 @@ async def test_batcher_reports_a_closed_store_to_every_waiter(rb: relaybox.Relay
     batcher = AckBatcher(rb.store)
     rb.store.close()
     with pytest.raises(StoreUnavailable):
-        await batcher.record_sent(_sent(a, 0, last=False))
+        await batcher.record_sent(acked_part(a, 0, last=False))
 
 
 async def test_renew_extends_only_leases_still_held(rb: relaybox.Relaybox):
@@ -158,7 +149,7 @@ async def test_heartbeat_does_not_call_a_delivery_finished_meanwhile_lost(rb: re
     done, gone = sorted(
         await rb.store.run(tr.claim("w", ["mem"], 10, lease_seconds=30)), key=lambda d: d.thread_id
     )
-    recorded = await rb.store.run(tr.record_sent_many([_sent(done, 0, last=True)]))
+    recorded = await rb.store.run(tr.record_sent_many([acked_part(done, 0, last=True)]))
     assert recorded.moved == [True]
     await rb.cancel(gone.id)  # an operator took this one away: its worker must stop
     held = [HeldDelivery(d, tr.Lease(d.id, d.lease_epoch)) for d in (done, gone)]

@@ -24,7 +24,7 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from _outbox_helpers import fast_config
+from _outbox_helpers import acked_part, fast_config
 from relaybox.models import Delivery
 from relaybox.outbox import transitions as tr
 from relaybox.outbox.enqueue import EnqueueUnit, build_request
@@ -118,19 +118,8 @@ def _assert_linear(
 
 
 def _ack_params(claimed: list[Delivery]) -> dict[str, Any]:
-    now = time.time()
-    sent = [
-        tr.SentPart(
-            tr.Lease(d.id, d.lease_epoch),
-            0,
-            "surfaced",
-            None,
-            tr.AttemptRecord(d.id, d.attempts, "w", now, "surfaced", d.correlation_id, 0),
-            last=False,
-        )
-        for d in claimed[:ACKED]
-    ]
-    return tr._ack_arrays(sent, now)
+    sent = [acked_part(d, 0, last=False) for d in claimed[:ACKED]]
+    return tr._ack_arrays(sent, time.time())
 
 
 @pytest.mark.parametrize("mode", MODES)
