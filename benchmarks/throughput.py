@@ -38,14 +38,23 @@ def any_active(store: Any) -> bool:
     return bool(store.read_sync(unit))
 
 
+def _read_one(store: Any, sql: str, *params: Any) -> dict[str, Any] | None:
+    """One row of a plain query (``?`` placeholders) on a read connection (benchmark-only)."""
+
+    def unit(tx: Any) -> dict[str, Any] | None:
+        mark = "?" if tx.dialect == "sqlite" else "%s"  # sqlite3's and psycopg's placeholder
+        row = tx._conn.execute(sql.replace("?", mark), params).fetchone()
+        return None if row is None else dict(row)
+
+    result: dict[str, Any] | None = store.read_sync(unit)
+    return result
+
+
 def next_id(store: Any) -> int:
     """The id the next enqueued reply gets, at least (deliveries before it are not this run's)."""
-
-    def unit(tx: Any) -> int:
-        row = tx._conn.execute("SELECT coalesce(max(id), 0) + 1 AS n FROM deliveries").fetchone()
-        return int(row["n"])
-
-    return int(store.read_sync(unit))
+    row = _read_one(store, "SELECT coalesce(max(id), 0) + 1 AS n FROM deliveries")
+    assert row is not None
+    return int(row["n"])
 
 
 def run_active(store: Any, first_id: int) -> bool:
@@ -56,34 +65,18 @@ def run_active(store: Any, first_id: int) -> bool:
     rows (or their dead versions: autovacuum is off on the CI server), which made each poll
     cost milliseconds of server CPU by the third run, beside the workers it measures.
     """
-
-    def unit(tx: Any) -> bool:
-        row = tx._conn.execute(
-            "SELECT 1 AS one FROM deliveries WHERE id >= ? AND status IN ('queued', 'sending')"
-            " ORDER BY id LIMIT 1".replace("?", _mark(tx)),
-            (first_id,),
-        ).fetchone()
-        return row is not None
-
-    return bool(store.read_sync(unit))
-
-
-def _mark(tx: Any) -> str:
-    """The driver's parameter placeholder (sqlite3: ?, psycopg: %s)."""
-    return "?" if tx.dialect == "sqlite" else "%s"
+    sql = (
+        "SELECT 1 AS one FROM deliveries WHERE id >= ? AND status IN ('queued', 'sending')"
+        " ORDER BY id LIMIT 1"
+    )
+    return _read_one(store, sql, first_id) is not None
 
 
 def last_finished(store: Any, first_id: int) -> float:
     """When the run's last reply was delivered (epoch seconds, as the worker recorded it)."""
-
-    def unit(tx: Any) -> float:
-        row = tx._conn.execute(
-            "SELECT max(finished_at) AS at FROM deliveries WHERE id >= ?".replace("?", _mark(tx)),
-            (first_id,),
-        ).fetchone()
-        return float(row["at"])
-
-    return float(store.read_sync(unit))
+    row = _read_one(store, "SELECT max(finished_at) AS at FROM deliveries WHERE id >= ?", first_id)
+    assert row is not None
+    return float(row["at"])
 
 
 def pg_counters(store: Any) -> dict[str, float]:
